@@ -6,16 +6,20 @@ schema``) and a test keeps the checked-in file equal to it.
 
 from __future__ import annotations
 
+import abc
+import math
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from .errors import PayloadError
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# Patterns end with ``$(?!\n)``: a bare ``$`` also matches before a trailing newline in Python's
+# ``re`` (msgspec and jsonschema both use it), which would let "job-1\n" through.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)"
 Id = Annotated[
     str,
     Meta(
@@ -26,14 +30,43 @@ Id = Annotated[
         "(used in Redis keys and file paths).",
     ),
 ]
-Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with offset.")]
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+class _Rfc3339(abc.ABC):  # noqa: B024 - a marker, registered with datetime
+    """Decoder marker for RFC 3339 date-times; values are plain ``datetime`` objects.
+
+    msgspec's own ``datetime`` parser also takes ``2025-01-01 00:00:00Z`` and ``+0100`` offsets,
+    which JSON Schema's ``date-time`` format rejects; :func:`_dec_hook` applies the strict grammar
+    first, then msgspec's calendar checks.
+    """
+
+
+_Rfc3339.register(datetime)
+
+if TYPE_CHECKING:
+    Timestamp = datetime
+else:
+    Timestamp = Annotated[
+        _Rfc3339,
+        Meta(
+            extra_json_schema={
+                "description": "RFC 3339 date-time with offset.",
+                "type": "string",
+                "format": "date-time",
+            }
+        ),
+    ]
 Priority = Literal["low", "normal", "high"]
 Text = Annotated[str, Meta(max_length=2000)]
 ShortText = Annotated[str, Meta(max_length=200)]
 Resolution = Annotated[
     str,
     Meta(
-        pattern=r"^[1-9][0-9]{0,2}[02468]x[1-9][0-9]{0,2}[02468]$",
+        pattern=r"^[1-9][0-9]{0,2}[02468]x[1-9][0-9]{0,2}[02468]$(?!\n)",
         description="WIDTHxHEIGHT with even dimensions, e.g. 1280x720 (the renderer bounds "
         "them to 16..3840 x 16..2160).",
     ),
@@ -79,7 +112,9 @@ class Options(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     fps: Annotated[int, Meta(ge=1, le=60)] = 24
     include_captions: bool = True
     max_duration_seconds: Annotated[float, Meta(gt=0, le=300)] = 30.0
-    renderer: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = None
+    renderer: (
+        Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$(?!\n)")] | None
+    ) = None
 
 
 class PreviewRequest(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
@@ -114,7 +149,32 @@ class PreviewJob(
         return self.preview_request.options or Options()
 
 
-_decoder = msgspec.json.Decoder(PreviewJob)
+def _dec_hook(tp: type, obj: Any) -> Any:
+    if tp is _Rfc3339:
+        if not isinstance(obj, str):
+            raise TypeError(f"Expected `str` (RFC 3339 date-time), got `{type(obj).__name__}`")
+        if not _RFC3339.fullmatch(obj):
+            raise ValueError(
+                "Invalid RFC 3339 date-time: expected YYYY-MM-DDTHH:MM:SS[.fraction] "
+                "followed by Z or an offset +HH:MM"
+            )
+        try:
+            return msgspec.convert(obj, datetime)
+        except msgspec.ValidationError:
+            raise ValueError(f"Invalid RFC 3339 date-time: no such date or time {obj!r}") from None
+    raise NotImplementedError(f"unsupported type {tp!r}")
+
+
+def _integral_float(literal: str) -> float | int:
+    """JSON Schema counts 1.0 as an integer; the fallback decoder turns it into one."""
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError("Number out of range")
+    return int(value) if value.is_integer() else value
+
+
+_decoder = msgspec.json.Decoder(PreviewJob, dec_hook=_dec_hook)
+_untyped_decoder = msgspec.json.Decoder(float_hook=_integral_float)
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r" - at `(\$[^`]*)`$")
 
@@ -132,17 +192,30 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PreviewJob:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadError("undecodable", f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise PayloadError(
+            "undecodable", f"payload is not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     try:
         return _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT.search(message)
-        path = match.group(1) if match else "$"
-        text = _AT.sub("", message)
-        raise PayloadError("invalid_payload", f"{text} (at {path})", path) from None
+        error = exc
     except msgspec.DecodeError as exc:
         raise PayloadError("undecodable", f"payload is not valid JSON: {exc}") from None
+    # Second pass, where integer-valued floats (1.0, 1e2) count as integers, as in JSON Schema.
+    try:
+        loose = _untyped_decoder.decode(data)
+    except msgspec.DecodeError:
+        pass  # a number out of range: the typed pass's error names its path
+    else:
+        try:
+            return msgspec.convert(loose, PreviewJob, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            error = exc
+    message = str(error)
+    match = _AT.search(message)
+    path = match.group(1) if match else "$"
+    text = _AT.sub("", message)
+    raise PayloadError("invalid_payload", f"{text} (at {path})", path) from None
 
 
 def encode_job(job: PreviewJob) -> bytes:
