@@ -1,0 +1,70 @@
+-- Take up to n jobs for one owner, atomically: each id moves from a wait list into the owner's
+-- active list (RPOPLPUSH: works on every Redis version) in the same step that marks it active,
+-- so a job is never held without an owner. Due delayed jobs are promoted first.
+-- KEYS: 1 wait:high, 2 wait:normal, 3 wait:low, 4 active:<owner>, 5 wake, 6 lease:<owner>,
+--       7 delayed
+-- ARGV: 1 job key prefix, 2 owner, 3 token, 4 n, 5 nowMs, 6 leaseMs
+-- Returns {status, nextDueMs, job fields...}; status 'lost' when the lease is not ours.
+-- Per job 9 fields: id, kind (job|raw), payload, attempts, maxAttempts, backoffMs,
+-- backoffMaxMs, enqueuedAt, priority.
+if redis.call('GET', KEYS[6]) ~= ARGV[3] then
+  return {'lost', -1}
+end
+redis.call('PEXPIRE', KEYS[6], ARGV[6])
+local prefix = ARGV[1]
+local now = tonumber(ARGV[5])
+local waits = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
+local due = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local key = prefix .. id
+  local priority = redis.call('HGET', key, 'priority')
+  redis.call('LPUSH', waits[priority] or KEYS[2], id)
+  redis.call('ZREM', KEYS[7], id)
+  if priority then
+    redis.call('HSET', key, 'state', 'waiting', 'updatedAt', now)
+  end
+end
+local out = {'ok', -1}
+local n = tonumber(ARGV[4])
+local taken = 0
+local empty = false
+while taken < n do
+  local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[4])
+    or redis.call('RPOPLPUSH', KEYS[2], KEYS[4])
+    or redis.call('RPOPLPUSH', KEYS[3], KEYS[4])
+  if not id then
+    empty = true
+    break
+  end
+  taken = taken + 1
+  local key = prefix .. id
+  if redis.call('EXISTS', key) == 1 then
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'state', 'active', 'owner', ARGV[2], 'startedAt', now,
+      'updatedAt', now)
+    local f = redis.call('HMGET', key, 'payload', 'maxAttempts', 'backoffMs', 'backoffMaxMs',
+      'enqueuedAt', 'priority')
+    out[#out + 1] = id
+    out[#out + 1] = 'job'
+    out[#out + 1] = f[1] or ''
+    out[#out + 1] = attempts
+    out[#out + 1] = f[2] or '1'
+    out[#out + 1] = f[3] or '0'
+    out[#out + 1] = f[4] or '0'
+    out[#out + 1] = f[5] or '0'
+    out[#out + 1] = f[6] or 'normal'
+  else
+    -- an element pushed by hand, with no job record: the worker dead-letters it
+    out[#out + 1] = id
+    out[#out + 1] = 'raw'
+    for _ = 1, 7 do out[#out + 1] = '' end
+  end
+end
+if empty then
+  redis.call('DEL', KEYS[5])
+end
+local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+if first[2] then
+  out[2] = first[2]
+end
+return out
