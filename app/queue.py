@@ -52,13 +52,15 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("backoff must not be negative")
 
 
-def backoff_delay(attempt: int, base_ms: int, cap_ms: int, rng: random.Random | None = None) -> int:
-    """Exponential backoff with 'equal jitter': for attempt k the delay lies in
-    [d/2, d] with d = min(cap, base * 2**(k-1)), so delays never shrink from one attempt to
-    the next yet spread workers apart."""
-    full = min(cap_ms, base_ms * (2 ** max(0, attempt - 1)))
+def backoff_delay(
+    attempt: int, base_ms: int, cap_ms: int, rng: random.Random | None = None
+) -> int:
+    """Exponential backoff with 'equal jitter', capped: with d = base * 2**(k-1) for attempt k,
+    the delay is min(cap, uniform(d/2, d)). Delays never shrink from one attempt to the next,
+    yet workers retrying together spread apart."""
+    full = base_ms * (2 ** max(0, attempt - 1))
     half = full / 2
-    return int(half + (rng or random).uniform(0, half))
+    return int(min(cap_ms, half + (rng or random).uniform(0, half)))
 
 
 @dataclass(frozen=True, slots=True)
