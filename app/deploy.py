@@ -727,7 +727,7 @@ def check_health(
             proc.stderr.close()
 
 
-_BAD_STATUS = {"fail", "failed", "unhealthy", "down", "error", "stalled", "critical"}
+_BAD_STATUS = {"unhealthy", "draining", "fail", "failed", "down", "error"}
 
 
 def _health_check(code: int, body: str) -> Check:
