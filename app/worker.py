@@ -375,6 +375,8 @@ class Worker:
                 await self._slot_event.wait()
                 continue
             owner, token = self.owner, self._id.token
+            # burst mode may stop only after a take that no settlement could race with
+            idle_before = not self._running and not self._outcomes
             try:
                 result = await self.queue.take(owner, token, free, self.lease_ms)
             except TRANSIENT as exc:
@@ -394,7 +396,7 @@ class Worker:
                 self._start(job, owner, token)
             if result.jobs:
                 continue
-            if burst and not self._running and not self._outcomes and result.next_due_ms is None:
+            if burst and idle_before and not self._running and result.next_due_ms is None:
                 log.info("burst mode: queue empty, stopping")
                 return
             block = POLL_SECONDS
