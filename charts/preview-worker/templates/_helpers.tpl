@@ -39,6 +39,15 @@ app.kubernetes.io/component: worker
 {{- end }}
 
 {{/*
+Labels selecting the release's `helm test` pod.
+*/}}
+{{- define "preview-worker.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "preview-worker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{/*
 Common labels of every object.
 */}}
 {{- define "preview-worker.labels" -}}
@@ -137,4 +146,12 @@ PREVIEW_ASSET_MAX_BYTES: {{ $w.assetMaxBytes | int64 | toString | quote }}
 PREVIEW_ASSET_TIMEOUT_SECONDS: {{ $w.assetTimeoutSeconds | toString | quote }}
 PREVIEW_LOG_LEVEL: {{ $w.logLevel | quote }}
 PREVIEW_LOG_FORMAT: {{ $w.logFormat | quote }}
+{{- end }}
+
+{{/*
+A number as PromQL reads it: whole numbers without an exponent (YAML numbers arrive as floats, and
+%v would print 2500000 as 2.5e+06).
+*/}}
+{{- define "preview-worker.promNumber" -}}
+{{- if eq (float64 .) (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
