@@ -64,9 +64,15 @@ async def _ping(status: WorkerStatus, limit: float) -> tuple[float | None, str |
 
 
 def _stalled(status: WorkerStatus, stall_seconds: float) -> bool:
-    """True when the fetch loop is dead or has not polled for ``stall_seconds``."""
+    """True when the fetch loop is dead or has not polled for ``stall_seconds``.
+
+    A fetch loop waiting for a free slot (every slot busy with a job) is not stalled: long
+    renders must not get a busy worker restarted.
+    """
     if not status.fetch_loop_alive():
         return True
+    if status.in_flight() >= status.concurrency:
+        return False
     since = status.seconds_since_poll()
     if since is None:  # not polled yet: stalled only once it had the time to
         return status.uptime_seconds() > stall_seconds

@@ -163,6 +163,21 @@ async def test_stalled_fetch_loop_is_503_and_fails_liveness() -> None:
     assert ready.status_code == 200
 
 
+async def test_busy_worker_waiting_for_a_slot_is_not_stalled() -> None:
+    status = FakeStatus()
+    status.since_poll = 240.0  # every slot busy with a long render: the fetch loop waits
+    status.running = status.concurrency
+    async with client_for(status, stall_seconds=30.0) as client:
+        health = await client.get(HEALTH_PATH)
+        live = await client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["worker"]["stalled"] is False
+    assert live.status_code == 200
+    status.running = status.concurrency - 1  # a free slot and still no poll: stalled
+    async with client_for(status, stall_seconds=30.0) as client:
+        assert (await client.get("/healthz")).status_code == 503
+
+
 async def test_stall_during_a_redis_outage_keeps_liveness() -> None:
     status = FakeStatus(ping=refused)
     status.since_poll = 120.0
