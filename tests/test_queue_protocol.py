@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -23,21 +24,23 @@ def documented_command() -> str:
     return command
 
 
+def run(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+
 async def test_redis_cli_enqueue_from_docs(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     require_tool(shutil.which("redis-cli") is not None, "redis-cli")
     command = documented_command().replace("redis-cli ", f"redis-cli -p {redis_server.port} ", 1)
-    out = subprocess.run(
-        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    out = await asyncio.to_thread(run, command)
     assert out.stdout.split() == ["created", "waiting"]
     queue = Queue(redis_client, name="preview-jobs")
     status = await queue.status("j-1")
     assert status is not None
     assert (status.state, status.maxAttempts, status.priority) == ("waiting", 5, "normal")
     assert (await queue.stats())["waiting"] == 1
-    again = subprocess.run(
-        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    again = await asyncio.to_thread(run, command)
     assert again.stdout.split() == ["exists", "waiting"]
