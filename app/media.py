@@ -72,6 +72,7 @@ def decode_audio(asset_id: str, path: Path, *, rate: int, max_samples: int) -> S
     """Decode up to ``max_samples`` of an audio asset as planar stereo float at ``rate``."""
     chunks: list[Samples] = []
     got = 0
+    check_complete(asset_id, path)
     try:
         with av.open(str(path), "r") as container:
             name = container.format.name
@@ -83,7 +84,6 @@ def decode_audio(asset_id: str, path: Path, *, rate: int, max_samples: int) -> S
                 )
             if not container.streams.audio:
                 raise PermanentJobError("asset_corrupt", f"asset {asset_id!r}: no audio stream")
-            check_complete(asset_id, path, kind)
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
             for frame in container.decode(stream):
@@ -98,7 +98,11 @@ def decode_audio(asset_id: str, path: Path, *, rate: int, max_samples: int) -> S
                     chunks.append(out.to_ndarray().astype(np.float32, copy=False))
     except PermanentJobError:
         raise
-    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+    except av.FFmpegError as exc:  # its str() holds the file path: keep only the cause
+        raise PermanentJobError(
+            "asset_corrupt", f"asset {asset_id!r}: audio cannot be decoded ({exc.strerror})"
+        ) from None
+    except (OSError, ValueError, EOFError) as exc:
         raise PermanentJobError(
             "asset_corrupt", f"asset {asset_id!r}: audio cannot be decoded ({exc})"
         ) from None
@@ -110,11 +114,13 @@ def decode_audio(asset_id: str, path: Path, *, rate: int, max_samples: int) -> S
     return np.ascontiguousarray(samples)
 
 
-def check_complete(asset_id: str, path: Path, kind: str) -> None:
+def check_complete(asset_id: str, path: Path) -> None:
     """Refuse a WAV or Ogg file that was cut short (FFmpeg would decode what is left)."""
-    if kind == "wav":
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"RIFF":
         problem = _wav_problem(path)
-    elif kind == "ogg":
+    elif magic == b"OggS":
         problem = _ogg_problem(path)
     else:
         problem = None
