@@ -21,7 +21,7 @@ tools: $(STAMP)
 
 setup: system-deps $(STAMP) tools
 
-demo: system-deps $(STAMP)
+demo: $(STAMP)
 	$(BIN)/preview-worker demo
 
 lint: $(STAMP)
