@@ -13,6 +13,7 @@ from app.handlers import NoopHandler
 from app.queue import Queue
 from app.settings import Settings
 from app.worker import Worker
+from tests.conftest import require_tool
 from tests.jobs import job
 
 
@@ -35,8 +36,7 @@ async def run_jobs_on(server: EmbeddedRedis) -> dict[str, int]:
 
 
 async def test_embedded_redis_from_path() -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server on PATH")  # CI installs it: the CI guard fails skips there
+    require_tool(shutil.which("redis-server") is not None, "redis-server")
     with EmbeddedRedis() as server:
         stats = await run_jobs_on(server)
     assert (stats["completed"], stats["waiting"], stats["active"]) == (20, 0, 0)
