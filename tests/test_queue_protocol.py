@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def documented_command() -> str:
     text = (ROOT / "docs" / "queue-protocol.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
-    [command] = [b for b in blocks if "enqueue.lua" in b]
-    return command
+    commands: list[str] = [b for b in blocks if "enqueue.lua" in b]
+    assert len(commands) == 1, "docs/queue-protocol.md must hold one enqueue.lua example"
+    return commands[0]
 
 
 def run(command: str) -> subprocess.CompletedProcess[str]:
