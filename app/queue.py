@@ -52,9 +52,7 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("backoff must not be negative")
 
 
-def backoff_delay(
-    attempt: int, base_ms: int, cap_ms: int, rng: random.Random | None = None
-) -> int:
+def backoff_delay(attempt: int, base_ms: int, cap_ms: int, rng: random.Random | None = None) -> int:
     """Exponential backoff with 'equal jitter', capped: with d = base * 2**(k-1) for attempt k,
     the delay is min(cap, uniform(d/2, d)). Delays never shrink from one attempt to the next,
     yet workers retrying together spread apart."""
