@@ -51,7 +51,7 @@ def layout(width: int, height: int) -> Layout:
 
 
 def caption_box(width: int, height: int) -> Box:
-    """The only region where captions draw (left, top, right, bottom)."""
+    """The only region where captions draw (left, top, right, bottom; right/bottom exclusive)."""
     return layout(width, height).caption
 
 
@@ -147,7 +147,8 @@ def draw_scene(
         draw.text((cx, cy), str(scene.index + 1), font=big, fill=ACCENT, anchor="mm")
     if captions and scene.text:
         cx0, cy0, cx1, cy1 = lay.caption
-        draw.rounded_rectangle(lay.caption, radius=lay.margin // 2, fill=CAPTION_BG)
+        box = (cx0, cy0, cx1 - 1, cy1 - 1)  # Pillow's end coordinates are inclusive
+        draw.rounded_rectangle(box, radius=lay.margin // 2, fill=CAPTION_BG)
         pad = lay.margin // 2
         size = round((cy1 - cy0 - 2 * pad) / 3 / 1.2)
         face = font(size)
