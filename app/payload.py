@@ -6,11 +6,10 @@ schema``) and a test keeps the checked-in file equal to it.
 
 from __future__ import annotations
 
-import abc
 import math
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -30,36 +29,15 @@ Id = Annotated[
         "(used in Redis keys and file paths).",
     ),
 ]
+# msgspec's datetime parser also takes "2025-01-01 00:00:00Z" and "+0100" offsets, which JSON
+# Schema's date-time format refuses: decode_job checks the raw strings against RFC 3339 too.
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
-class _Rfc3339(abc.ABC):  # noqa: B024 - a marker, registered with datetime
-    """Decoder marker for RFC 3339 date-times; values are plain ``datetime`` objects.
-
-    msgspec's own ``datetime`` parser also takes ``2025-01-01 00:00:00Z`` and ``+0100`` offsets,
-    which JSON Schema's ``date-time`` format rejects; :func:`_dec_hook` applies the strict grammar
-    first, then msgspec's calendar checks.
-    """
-
-
-_Rfc3339.register(datetime)
-
-if TYPE_CHECKING:
-    Timestamp = datetime
-else:
-    Timestamp = Annotated[
-        _Rfc3339,
-        Meta(
-            extra_json_schema={
-                "description": "RFC 3339 date-time with offset.",
-                "type": "string",
-                "format": "date-time",
-            }
-        ),
-    ]
+Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with offset.")]
 Priority = Literal["low", "normal", "high"]
 Text = Annotated[str, Meta(max_length=2000)]
 ShortText = Annotated[str, Meta(max_length=200)]
@@ -149,20 +127,25 @@ class PreviewJob(
         return self.preview_request.options or Options()
 
 
-def _dec_hook(tp: type, obj: Any) -> Any:
-    if tp is _Rfc3339:
-        if not isinstance(obj, str):
-            raise TypeError(f"Expected `str` (RFC 3339 date-time), got `{type(obj).__name__}`")
-        if not _RFC3339.fullmatch(obj):
-            raise ValueError(
-                "Invalid RFC 3339 date-time: expected YYYY-MM-DDTHH:MM:SS[.fraction] "
-                "followed by Z or an offset +HH:MM"
+class _Timestamps(msgspec.Struct, rename="camel"):
+    created_at: Any = None
+    updated_at: Any = None
+
+
+_timestamps_decoder = msgspec.json.Decoder(_Timestamps)
+
+
+def _check_timestamps(data: bytes) -> None:
+    stamps = _timestamps_decoder.decode(data)
+    for name, value in (("createdAt", stamps.created_at), ("updatedAt", stamps.updated_at)):
+        if isinstance(value, str) and not _RFC3339.fullmatch(value):
+            path = f"$.{name}"
+            raise PayloadError(
+                "invalid_payload",
+                "Invalid RFC 3339 date-time: expected YYYY-MM-DDTHH:MM:SS[.fraction] followed by "
+                f"Z or an offset +HH:MM (at {path})",
+                path,
             )
-        try:
-            return msgspec.convert(obj, datetime)
-        except msgspec.ValidationError:
-            raise ValueError(f"Invalid RFC 3339 date-time: no such date or time {obj!r}") from None
-    raise NotImplementedError(f"unsupported type {tp!r}")
 
 
 def _integral_float(literal: str) -> float | int:
@@ -173,7 +156,7 @@ def _integral_float(literal: str) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-_decoder = msgspec.json.Decoder(PreviewJob, dec_hook=_dec_hook)
+_decoder = msgspec.json.Decoder(PreviewJob)
 _untyped_decoder = msgspec.json.Decoder(float_hook=_integral_float)
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r" - at `(\$[^`]*)`$")
@@ -196,19 +179,28 @@ def decode_job(raw: bytes | str, *, max_bytes: int) -> PreviewJob:
             "undecodable", f"payload is not UTF-8: {exc.reason} at byte {exc.start}"
         ) from None
     try:
-        return _decoder.decode(data)
+        job = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        error = exc
+        job = _decode_again(data, exc)
     except msgspec.DecodeError as exc:
         raise PayloadError("undecodable", f"payload is not valid JSON: {exc}") from None
-    # Second pass, where integer-valued floats (1.0, 1e2) count as integers, as in JSON Schema.
+    if job.created_at is not None or job.updated_at is not None:
+        _check_timestamps(data)
+    return job
+
+
+def _decode_again(data: bytes, error: msgspec.ValidationError) -> PreviewJob:
+    """Second pass, where integer-valued floats (1.0, 1e2) count as integers, as in JSON Schema.
+
+    Raises :class:`PayloadError` with the path of the first problem.
+    """
     try:
         loose = _untyped_decoder.decode(data)
     except msgspec.DecodeError:
         pass  # a number out of range: the typed pass's error names its path
     else:
         try:
-            return msgspec.convert(loose, PreviewJob, dec_hook=_dec_hook)
+            return msgspec.convert(loose, PreviewJob)
         except msgspec.ValidationError as exc:
             error = exc
     message = str(error)
