@@ -51,6 +51,10 @@ _json = msgspec.json.Encoder()
 POLL_SECONDS = 1.0
 """Longest blocking wait, so the fetch loop proves it is alive at least this often."""
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+FAILURES = (RedisError, OSError)
+"""Any Redis failure. Loops back off and retry on all of them (a READONLY replica after a
+failover, a server still loading, a lost connection) so the worker never crashes on Redis."""
+BLOCK_GRACE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -282,7 +286,7 @@ class Worker:
                 await self.queue.register(self.owner, self._id.token, self.lease_ms)
                 self._redis_ok = True
                 return True
-            except TRANSIENT as exc:
+            except FAILURES as exc:
                 await self._redis_down(exc, 0)
         return False
 
@@ -343,14 +347,15 @@ class Worker:
             async with asyncio.timeout(delay):
                 await self._immediate_event.wait()
 
-    async def _retry(self, call: Callable[[], Awaitable[T]], *, until: float | None = None) -> T:
-        """Run ``call`` until it succeeds; transient Redis errors back off (capped)."""
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` until it succeeds. Connection problems are retried for as long as they
+        last (capped backoff); any other Redis error a few times, then raised."""
         attempt = 0
         while True:
             try:
                 result = await call()
-            except TRANSIENT as exc:
-                if until is not None and time.monotonic() > until:
+            except FAILURES as exc:
+                if not isinstance(exc, TRANSIENT) and attempt >= 4:
                     raise
                 await self._redis_down(exc, attempt)
                 attempt += 1
@@ -371,15 +376,19 @@ class Worker:
         while not self._stop_event.is_set():
             free = self.concurrency - len(self._running)
             if free <= 0:
+                # saturated: nothing to fetch; prove the loop is alive while slots are busy
                 self._slot_event.clear()
-                await self._slot_event.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._slot_event.wait()
+                self._mark_polled()
                 continue
             owner, token = self.owner, self._id.token
             # burst mode may stop only after a take that no settlement could race with
             idle_before = not self._running and not self._outcomes
             try:
                 result = await self.queue.take(owner, token, free, self.lease_ms)
-            except TRANSIENT as exc:
+            except FAILURES as exc:
                 await self._redis_down(exc, attempt)
                 attempt += 1
                 await self._resync_after_error()
@@ -407,8 +416,12 @@ class Worker:
                 self._slot_event.clear()
                 block = min(block, 0.05)
             try:
-                await self.queue.wait_for_work(self._blocking, block, legacy=self._legacy_redis)
-            except TRANSIENT as exc:
+                async with asyncio.timeout(block + BLOCK_GRACE_SECONDS):
+                    await self.queue.wait_for_work(self._blocking, block, legacy=self._legacy_redis)
+            except (TimeoutError, *FAILURES) as exc:
+                # a blocking call that outlives its own timeout sits on a dead connection
+                # (e.g. after a failover): drop the connections and start over
+                await self._blocking.connection_pool.disconnect()
                 await self._redis_down(exc, attempt)
                 attempt += 1
                 continue
@@ -419,7 +432,7 @@ class Worker:
         element we hold in Redis but not in memory."""
         try:
             held = await self.queue.active_elements(self.owner)
-        except TRANSIENT:
+        except FAILURES:
             return
         known = [r.job.element for r in self._running.values() if r.owner == self.owner]
         orphans = list(held)
@@ -429,7 +442,7 @@ class Worker:
         if not orphans:
             return
         items = [Settlement(element, "requeue") for element in orphans]
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*FAILURES):
             await self.queue.settle(self.owner, self._id.token, items)
             log.info("gave back jobs taken while redis was failing", extra={"jobs": len(items)})
 
@@ -607,9 +620,16 @@ class Worker:
                     applied = [False] * len(items)
                 else:
                     settlements = [o.settlement for o in items]
-                    applied = await self._retry(
-                        functools.partial(self.queue.settle, owner, token, settlements)
-                    )
+                    try:
+                        applied = await self._retry(
+                            functools.partial(self.queue.settle, owner, token, settlements)
+                        )
+                    except FAILURES:
+                        # Redis keeps refusing this batch: give up the identity; the jobs
+                        # come back through the reaper when the old lease expires
+                        log.exception("settle failed repeatedly", extra={"jobs": len(items)})
+                        await self._lost_ownership(owner)
+                        applied = [False] * len(items)
                 for outcome, ok in zip(items, applied, strict=True):
                     self._running.pop(outcome.seq, None)
                     if not ok:
@@ -637,7 +657,7 @@ class Worker:
             owner, token = self.owner, self._id.token
             try:
                 ok = await self.queue.renew(owner, token, self.lease_ms)
-            except TRANSIENT as exc:
+            except FAILURES as exc:
                 await self._redis_down(exc, 0)
                 continue
             if not ok:
@@ -649,7 +669,7 @@ class Worker:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 recovered = await self.queue.reap()
-            except TRANSIENT as exc:
+            except FAILURES as exc:
                 await self._redis_down(exc, 0)
                 continue
             if recovered:
@@ -661,6 +681,6 @@ class Worker:
             try:
                 self._depths = await self.queue.stats()
                 self.metrics.set_depths(self._depths)
-            except TRANSIENT as exc:
+            except FAILURES as exc:
                 await self._redis_down(exc, 0)
             await asyncio.sleep(self.settings.depth_refresh_seconds)
