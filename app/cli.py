@@ -202,6 +202,13 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             else:
                 verb = "enqueued" if result.created else "exists  "
                 print(f"{verb} {result.job_id} ({result.state})")
+        if len(docs) > 1:
+            created = sum(1 for r in results if getattr(r, "created", False))
+            print(
+                f"{len(docs)} jobs: {created} enqueued, {len(docs) - created - failures} "
+                f"already known, {failures} refused",
+                file=sys.stderr,
+            )
         return EXIT_USAGE if failures else EXIT_OK
 
     return _with_queue(args, body)
