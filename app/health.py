@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import logging
 import socket
 import sys
 import time
@@ -48,6 +49,7 @@ from .settings import Settings, redact_url
 from .status import WorkerStatus
 
 HEALTH_PATH = "/api/preview/worker/health"
+log = logging.getLogger(__name__)
 DEFAULT_STALL_SECONDS = Settings().stall_seconds
 DEFAULT_PING_TIMEOUT = 1.0
 
@@ -231,6 +233,11 @@ class HealthServer:
             raise RuntimeError("health server already started")
         self._sock = self._bind()
         self.port = self._sock.getsockname()[1]
+        # uvicorn's info lines ("Started server process") describe a process of its own, which
+        # this is not; keep its warnings and errors only.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if uvicorn_log.level < logging.WARNING:
+            uvicorn_log.setLevel(logging.WARNING)
         config = uvicorn.Config(
             self.app,
             lifespan="off",
@@ -253,6 +260,7 @@ class HealthServer:
                 await self.stop()
                 raise TimeoutError(f"health server not started in {self.start_timeout:g}s")
             await asyncio.sleep(0.01)
+        log.info("health server listening", extra={"host": self.host, "port": self.port})
 
     async def stop(self) -> None:
         server, task, sock = self._server, self._task, self._sock

@@ -449,6 +449,24 @@ def test_every_dashboard_expression_evaluates_with_data(
         assert ranged["result"], f"{where}: no range data for {query}"
 
 
+def test_healthcheck_command_probes_a_running_worker(scenario: Scenario) -> None:
+    worker = scenario.workers[0]
+    env = {**os.environ, "PREVIEW_HEALTH_PORT": str(worker.port)}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "healthcheck"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    body = httpx.get(f"http://{worker.target}/api/preview/worker/health", timeout=5).json()
+    assert body["status"] == "ok"
+    assert body["worker"]["track"] == worker.track
+    assert body["queue"]["depths"]["dead"] == 3
+
+
 def test_workers_exit_0_on_sigterm(scenario: Scenario) -> None:
     for worker in scenario.workers:
         worker.proc.send_signal(signal.SIGTERM)
