@@ -29,6 +29,7 @@ class Format:
     video_codec: str
     video_options: dict[str, str]
     audio_codec: str
+    audio_options: dict[str, str]
     audio_bit_rate: int
 
     @property
@@ -48,6 +49,7 @@ FORMATS: dict[str, Format] = {
         video_codec="libx264",
         video_options={"preset": "veryfast", "crf": "23"},
         audio_codec="aac",
+        audio_options={"aac_coder": "fast"},  # ~2x faster than the default, fine for previews
         audio_bit_rate=128_000,
     ),
     "webm": Format(
@@ -63,6 +65,7 @@ FORMATS: dict[str, Format] = {
             "b": "0",
         },
         audio_codec="libopus",
+        audio_options={},
         audio_bit_rate=96_000,
     ),
 }
@@ -89,7 +92,9 @@ def encode(
         video.codec_context.gop_size = 2 * fps
         sound: av.AudioStream | None = None
         if audio is not None:
-            added = out.add_stream(fmt.audio_codec, rate=audio_rate, layout="stereo")
+            added = out.add_stream(
+                fmt.audio_codec, rate=audio_rate, layout="stereo", options=fmt.audio_options
+            )
             assert isinstance(added, av.AudioStream)
             added.bit_rate = fmt.audio_bit_rate
             sound = added
