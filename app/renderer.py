@@ -40,6 +40,7 @@ from .storyboard import build_plan
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL = 600
+CHILD_ENV_DROP = frozenset({"REDIS_URL"})  # the render needs no secret
 
 
 class StoryboardRenderer:
@@ -87,7 +88,7 @@ class StoryboardRenderer:
         return staging_dir(project_dir, job_id)
 
     async def _run_child(self, work: Work) -> dict[str, Any]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_DROP}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
         )

@@ -367,6 +367,21 @@ async def test_a_crashing_renderer_is_retryable(settings: Settings) -> None:
     assert leftovers(settings.data_dir / "previews" / "proj") == []
 
 
+async def test_the_render_process_gets_no_secret(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@redis:6379/0")
+    dump = tmp_path / "env.txt"
+    spy = tmp_path / "spy.sh"
+    spy.write_text(f"#!/bin/sh\nenv > {dump}\nexit 1\n")
+    spy.chmod(0o755)
+    with pytest.raises(RetryableJobError):
+        await StoryboardRenderer(settings, python=str(spy))(context(job(STEPS, ASSETS), settings))
+    seen = await asyncio.to_thread(dump.read_text)
+    assert "PYTHONPATH=" in seen
+    assert "hunter2" not in seen
+
+
 async def test_dry_run_never_renders(settings: Settings) -> None:
     preview = job(STEPS, ASSETS)
     dry = type(preview)(
