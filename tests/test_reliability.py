@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.queue import JobOptions, JobStatus, Queue, Retention
 from app.settings import ENV_VARS
 from tests.jobs import job
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.tcp_proxy import CuttingProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,8 @@ KEEP = JobOptions(
 """Job options keeping every finished record, so each job's final state can be checked."""
 FAST_LEASE = {"PREVIEW_LEASE_SECONDS": "1", "PREVIEW_REAPER_INTERVAL_SECONDS": "0.2"}
 _PREVIEW_ENV = {var.name for var in ENV_VARS}
+READONLY_REFUSALS = 60
+"""How long the read-only failover lasts, counted in writes Redis refused (a few seconds)."""
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -244,6 +246,13 @@ async def lease_exists(queue: Queue, owner: str) -> bool:
 async def owners(queue: Queue) -> set[str]:
     members = await queue.redis.smembers(queue.keys.workers)
     return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+
+async def readonly_refusals(client: aioredis.Redis) -> int:
+    """How many commands Redis refused with READONLY (INFO errorstats)."""
+    info = await client.info("errorstats")
+    stat = info.get("errorstat_READONLY")
+    return int(stat["count"]) if isinstance(stat, dict) else 0
 
 
 def gated(job_id: str, gate: Path, **meta: Any) -> dict[str, Any]:
@@ -623,3 +632,56 @@ async def test_failed_resync_after_a_lost_take_reply_is_retried(
         assert await a.exited() == 0
     finally:
         await proxy.close()
+
+
+# ---- 9. failover: Redis read-only for longer than the lease ------------------------------------
+
+
+async def test_redis_read_only_longer_than_the_lease_worker_survives_and_loses_nothing(
+    workers: Workers, queue: Queue, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """What a worker sees during a failover: its Redis turns into a replica (every write is
+    refused with READONLY) for longer than the lease, then becomes a primary again. The worker
+    must neither crash nor stop serving, and every job must complete (a job finished while
+    writes were refused may run again: at-least-once)."""
+    gate = tmp_path / "gate"
+    ids = [f"ro{i:02d}" for i in range(20)]
+    await queue.enqueue_many(gated(job_id, gate) for job_id in ids)
+    a = workers.start("A", **FAST_LEASE)
+    await wait_for(
+        lambda: len(a.events("start")) == 2, what="A to hold 2 jobs", diagnose=a.describe
+    )
+
+    # a replica of a primary that does not exist: keeps its data, refuses writes
+    await redis_client.replicaof("127.0.0.1", free_port())
+    try:
+        gate.touch()  # the jobs in flight finish while their settlement is refused
+
+        async def lease_lapsed() -> bool:
+            return not await lease_exists(queue, "A")
+
+        await wait_for(lease_lapsed, what="A's lease to lapse while read-only", diagnose=a.describe)
+        # a failover of several seconds: Redis keeps refusing the worker's writes for a while
+
+        async def refused_long() -> bool:
+            assert a.alive(), "the worker stopped during the failover\n" + a.describe()
+            return await readonly_refusals(redis_client) >= READONLY_REFUSALS
+
+        await wait_for(
+            refused_long, what=f"{READONLY_REFUSALS} refused writes", diagnose=a.describe
+        )
+    finally:
+        await redis_client.replicaof("NO", "ONE")
+
+    await wait_for(
+        lambda: all_completed(queue, ids),
+        what="every job completed after the failover",
+        timeout=30,
+        diagnose=a.describe,
+    )
+    assert a.alive(), a.describe()
+    finishes = workers.finishes()
+    assert set(finishes) == set(ids)
+    assert max(finishes.values()) <= 2
+    a.send(signal.SIGTERM)
+    assert await a.exited() == 0, a.describe()
