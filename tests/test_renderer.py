@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -395,3 +396,49 @@ async def test_dry_run_never_renders(settings: Settings) -> None:
 def test_storyboard_is_the_registered_handler() -> None:
     found = {ep.name: ep.value for ep in entry_points(group=GROUP)}
     assert found.get("storyboard") == "app.renderer:StoryboardRenderer"
+
+
+REPO = str(Path(__file__).resolve().parent.parent)
+WORKER_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from app.renderer import StoryboardRenderer
+from app.settings import Settings
+from tests.render_helpers import context, job, render_children
+
+async def main() -> None:
+    settings = Settings(data_dir=Path(sys.argv[1]), assets_dir=Path(sys.argv[2]))
+    steps = [{"title": "Long", "durationSeconds": 60} for _ in range(5)]
+    preview = job(steps, resolution="1280x720", fps=24, format="webm", maxDurationSeconds=300)
+    task = asyncio.create_task(StoryboardRenderer(settings)(context(preview, settings)))
+    while not render_children():
+        await asyncio.sleep(0.01)
+    print(render_children()[0], flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_render_process_dies_with_a_crashed_worker(
+    settings: Settings, tmp_path: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(settings.data_dir),
+        str(settings.assets_dir),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    assert worker.stdout is not None
+    line = await asyncio.wait_for(worker.stdout.readline(), 60)
+    child = int(line)
+    worker.kill()  # the worker dies without any chance to clean up
+    await worker.wait()
+    await wait_for(lambda: pid_gone(child), "the orphaned render process to die")
+    project = settings.data_dir / "previews" / "proj"
+    assert not (project / "job-1").exists()  # only a hidden staging folder may remain
+    assert all(name.startswith(".tmp-job-1-") for name in leftovers(project))
