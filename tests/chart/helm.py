@@ -39,16 +39,16 @@ class Env:
 ENVS: dict[str, Env] = {
     env.name: env
     for env in (
-        Env("default", "preview-worker", "previews", ()),
+        Env("default", "preview-worker", "preview", ()),
         Env("staging", "preview-worker", "preview-staging", (VALUES / "staging.yaml",)),
-        Env("production", "preview-worker", "previews", (VALUES / "production.yaml",)),
+        Env("production", "preview-worker", "preview", (VALUES / "production.yaml",)),
         Env(
             "canary",
             "preview-worker-canary",
-            "previews",
+            "preview",
             (VALUES / "production.yaml", VALUES / "canary.yaml"),
         ),
-        Env("keda", "preview-worker", "previews", (CHART / "ci" / "keda-values.yaml",)),
+        Env("keda", "preview-worker", "preview", (CHART / "ci" / "keda-values.yaml",)),
     )
 }
 

@@ -63,7 +63,7 @@ def test_rollout_doc_walks_every_step() -> None:
         "helm rollback",
         "helm uninstall preview-worker-canary",
         "preview-worker dlq requeue --all",
-        "PreviewCanaryFailureRatioHigh",
+        "PreviewCanaryFailureRatioAboveStable",
         "helm test",
     ):
         assert needle in doc, needle

@@ -432,7 +432,7 @@ def test_helm_test_pod_checks_the_service(renders: Renders) -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = "\n".join(pod["spec"]["containers"][0]["command"])
     service = one(objs, "Service")
-    url = f"http://{service['metadata']['name']}.previews.svc:{service['spec']['ports'][0]['port']}"
+    url = f"http://{service['metadata']['name']}.preview.svc:{service['spec']['ports'][0]['port']}"
     assert url in script and "/healthz" in script and "/metrics" in script
     assert pod["spec"]["restartPolicy"] == "Never"
     # The worker's NetworkPolicy lets the test pod in; the test pod's own policy lets it out.
