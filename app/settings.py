@@ -110,6 +110,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         secret=True,
     ),
     EnvVar(
+        name="PREVIEW_REDIS_CLUSTER",
+        attr="redis_cluster",
+        default="false",
+        parse=_bool,
+        help="Talk to a Redis Cluster (all keys of a queue live in one slot).",
+    ),
+    EnvVar(
         name="PREVIEW_QUEUE",
         attr="queue",
         default="preview-jobs",
