@@ -297,7 +297,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    redis_url: str = "redis://127.0.0.1:6379"
+    redis_url: str = field(default="redis://127.0.0.1:6379", repr=False)
     redis_cluster: bool = False
     queue: str = "preview-jobs"
     concurrency: int = 2
