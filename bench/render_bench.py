@@ -43,12 +43,23 @@ MIB = 1024 * 1024
 
 
 @dataclass
+class Run:
+    seconds: float
+    """Wall time, spawn to exit."""
+    cpu_seconds: float
+    """User + system CPU of the process (robust when the machine is shared)."""
+    peak_rss_mib: float
+
+
+@dataclass
 class Measure:
     variant: str
     seconds: float
+    cpu_seconds: float
     peak_rss_mib: float
     video_seconds: float
     ffmpeg_seconds: float | None = None
+    ffmpeg_cpu_seconds: float | None = None
     ffmpeg_peak_rss_mib: float | None = None
 
     @property
@@ -58,6 +69,10 @@ class Measure:
     @property
     def ratio(self) -> float | None:
         return self.seconds / self.ffmpeg_seconds if self.ffmpeg_seconds else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        return self.cpu_seconds / self.ffmpeg_cpu_seconds if self.ffmpeg_cpu_seconds else None
 
 
 def write_assets(folder: Path) -> None:
@@ -110,8 +125,8 @@ def bench_job(fmt: str, audio: bool) -> PreviewJob:
     return decode_job(json.dumps(payload), max_bytes=1 << 20)
 
 
-def run_ours(job: PreviewJob, settings: Settings, scratch: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one render process."""
+def run_ours(job: PreviewJob, settings: Settings, scratch: Path) -> Run:
+    """One render process, exactly as the worker spawns it."""
     out = scratch / f"out-{job.job_id}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -136,7 +151,7 @@ def run_ours(job: PreviewJob, settings: Settings, scratch: Path) -> tuple[float,
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"render failed ({proc.returncode}): {reply!r} {errors[-500:]!r}")
-    return seconds, usage.ru_maxrss / 1024
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def frames_of(job: PreviewJob, settings: Settings) -> list[tuple[bytes, int]]:
@@ -184,7 +199,7 @@ def ffmpeg_args(fmt: Format, out: Path) -> list[str]:
     ]
 
 
-def run_ffmpeg(frames: list[tuple[bytes, int]], fmt: Format, scratch: Path) -> tuple[float, float]:
+def run_ffmpeg(frames: list[tuple[bytes, int]], fmt: Format, scratch: Path) -> Run:
     out = scratch / f"ffmpeg.{fmt.name}"
     started = time.perf_counter()
     proc = subprocess.Popen(ffmpeg_args(fmt, out), stdin=subprocess.PIPE)
@@ -197,7 +212,7 @@ def run_ffmpeg(frames: list[tuple[bytes, int]], fmt: Format, scratch: Path) -> t
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("ffmpeg CLI failed")
-    return seconds, usage.ru_maxrss / 1024
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def measure(runs: int) -> list[Measure]:
@@ -208,36 +223,47 @@ def measure(runs: int) -> list[Measure]:
         results = []
         for fmt_name, audio in (("mp4", False), ("mp4", True), ("webm", False)):
             job = bench_job(fmt_name, audio)
-            ours = [run_ours(job, settings, scratch) for _ in range(runs)]
+            # the ffmpeg CLI limit is for the same video frames; runs alternate so that both
+            # sides see the same load on a shared machine
+            frames = frames_of(job, settings) if not audio else None
+            ours: list[Run] = []
+            cli: list[Run] = []
+            for _ in range(runs):
+                ours.append(run_ours(job, settings, scratch))
+                if frames is not None:
+                    cli.append(run_ffmpeg(frames, FORMATS[fmt_name], scratch))
             measure = Measure(
                 variant=f"{fmt_name} {'+ narration + music' if audio else 'video only'}",
-                seconds=statistics.median(s for s, _ in ours),
-                peak_rss_mib=max(r for _, r in ours),
+                seconds=statistics.median(r.seconds for r in ours),
+                cpu_seconds=statistics.median(r.cpu_seconds for r in ours),
+                peak_rss_mib=max(r.peak_rss_mib for r in ours),
                 video_seconds=STEPS * STEP_SECONDS,
             )
-            if not audio:  # the ffmpeg CLI limit is for the same video frames
-                frames = frames_of(job, settings)
-                cli = [run_ffmpeg(frames, FORMATS[fmt_name], scratch) for _ in range(runs)]
-                measure.ffmpeg_seconds = statistics.median(s for s, _ in cli)
-                measure.ffmpeg_peak_rss_mib = max(r for _, r in cli)
+            if cli:
+                measure.ffmpeg_seconds = statistics.median(r.seconds for r in cli)
+                measure.ffmpeg_cpu_seconds = statistics.median(r.cpu_seconds for r in cli)
+                measure.ffmpeg_peak_rss_mib = max(r.peak_rss_mib for r in cli)
             results.append(measure)
         return results
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _cell(value: float | None, width: int, spec: str) -> str:
+    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+
 def report(results: list[Measure]) -> str:
     lines = [
-        f"{'variant':28} {'render s':>9} {'realtime':>9} {'peak RSS':>9} "
-        f"{'ffmpeg s':>9} {'ffmpeg RSS':>10} {'ratio':>6}",
+        f"{'variant':26} {'wall s':>7} {'cpu s':>7} {'realtime':>8} {'RSS MiB':>7} | "
+        f"{'ffmpeg wall':>11} {'cpu s':>7} {'RSS MiB':>7} | {'ratio':>5} {'cpu ratio':>9}",
     ]
     for m in results:
-        cli = f"{m.ffmpeg_seconds:9.2f}" if m.ffmpeg_seconds else f"{'-':>9}"
-        cli_rss = f"{m.ffmpeg_peak_rss_mib:7.0f} MiB" if m.ffmpeg_peak_rss_mib else f"{'-':>10}"
-        ratio = f"{m.ratio:6.2f}" if m.ratio else f"{'-':>6}"
         lines.append(
-            f"{m.variant:28} {m.seconds:9.2f} {m.realtime_factor:8.1f}x "
-            f"{m.peak_rss_mib:5.0f} MiB {cli} {cli_rss} {ratio}"
+            f"{m.variant:26} {m.seconds:7.2f} {m.cpu_seconds:7.2f} {m.realtime_factor:7.1f}x "
+            f"{m.peak_rss_mib:7.0f} | {_cell(m.ffmpeg_seconds, 11, '.2f')} "
+            f"{_cell(m.ffmpeg_cpu_seconds, 7, '.2f')} {_cell(m.ffmpeg_peak_rss_mib, 7, '.0f')} | "
+            f"{_cell(m.ratio, 5, '.2f')} {_cell(m.cpu_ratio, 9, '.2f')}"
         )
     return "\n".join(lines)
 
@@ -261,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     ok = targets_met(results)
     if args.json:
         rows: list[dict[str, Any]] = [
-            {**asdict(m), "realtime_factor": m.realtime_factor, "ratio": m.ratio} for m in results
+            {
+                **asdict(m),
+                "realtime_factor": m.realtime_factor,
+                "ratio": m.ratio,
+                "cpu_ratio": m.cpu_ratio,
+            }
+            for m in results
         ]
         print(json.dumps({"results": rows, "targets_met": ok}, indent=2))
     else:
