@@ -4,8 +4,10 @@ Renders a 10-step 1280x720 30 s preview through the real render process
 (``python -m app.render_process``, exactly as the worker spawns it) and reports wall seconds
 (spawn to exit, interpreter start included), realtime factor and peak RSS (``wait4``), beside
 the limit: the *same frames* (drawn beforehand, not timed) piped as raw RGB into the ffmpeg CLI
-that ``imageio-ffmpeg`` ships, with the same encoder settings. Targets: within 1.3x of the
-ffmpeg figure, peak RSS under 400 MiB. Test media are generated, nothing is downloaded.
+that ``imageio-ffmpeg`` ships, with the same encoder settings and the same CPU priority (the
+render process lowers its own by ``NICE``). Runs alternate between the two, and CPU seconds are
+reported beside wall seconds, so a shared machine skews both sides alike. Targets: within 1.3x
+of the ffmpeg figure, peak RSS under 400 MiB. Test media are generated, nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from app.encode import FORMATS, Format
 from app.frames import draw_scene, prefit
 from app.media import load_image
 from app.payload import PreviewJob, decode_job
+from app.render_process import NICE
 from app.renderer import work_for
 from app.samples import music_samples, narration_samples, write_encoded_audio, write_wav
 from app.settings import Settings
@@ -202,7 +205,10 @@ def ffmpeg_args(fmt: Format, out: Path) -> list[str]:
 def run_ffmpeg(frames: list[tuple[bytes, int]], fmt: Format, scratch: Path) -> Run:
     out = scratch / f"ffmpeg.{fmt.name}"
     started = time.perf_counter()
-    proc = subprocess.Popen(ffmpeg_args(fmt, out), stdin=subprocess.PIPE)
+    # same CPU priority as the render process, which lowers its own (app.render_process.NICE)
+    proc = subprocess.Popen(
+        ffmpeg_args(fmt, out), stdin=subprocess.PIPE, preexec_fn=lambda: os.nice(NICE)
+    )
     assert proc.stdin is not None
     for data, count in frames:
         for _ in range(count):
