@@ -51,6 +51,16 @@ from .status import WorkerStatus
 HEALTH_PATH = "/api/preview/worker/health"
 log = logging.getLogger(__name__)
 DEFAULT_STALL_SECONDS = Settings().stall_seconds
+
+
+def stall_seconds_of(status: WorkerStatus) -> float:
+    """``PREVIEW_STALL_SECONDS`` of the worker (its ``settings``), else the default."""
+    settings = getattr(status, "settings", None)
+    if isinstance(settings, Settings):
+        return settings.stall_seconds
+    return DEFAULT_STALL_SECONDS
+
+
 DEFAULT_PING_TIMEOUT = 1.0
 
 
@@ -130,10 +140,14 @@ async def health_report(
 def create_app(
     status: WorkerStatus,
     *,
-    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    stall_seconds: float | None = None,
     ping_timeout: float = DEFAULT_PING_TIMEOUT,
 ) -> Starlette:
-    """The Starlette app of the four routes, reading ``status`` on every request."""
+    """The Starlette app of the four routes, reading ``status`` on every request.
+
+    ``stall_seconds`` defaults to :func:`stall_seconds_of` ``(status)``.
+    """
+    stall_seconds = stall_seconds_of(status) if stall_seconds is None else stall_seconds
 
     async def healthz(request: Request) -> Response:
         if status.draining():
@@ -203,7 +217,7 @@ class HealthServer:
         *,
         host: str = "0.0.0.0",
         port: int = 3000,
-        stall_seconds: float = DEFAULT_STALL_SECONDS,
+        stall_seconds: float | None = None,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         start_timeout: float = 10.0,
     ) -> None:

@@ -13,7 +13,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from app import __version__
-from app.health import HEALTH_PATH, HealthServer, add_commands, create_app, default_url, healthcheck
+from app.health import (
+    HEALTH_PATH,
+    HealthServer,
+    add_commands,
+    create_app,
+    default_url,
+    healthcheck,
+    stall_seconds_of,
+)
 from app.metrics import Metrics
 from app.settings import Settings
 from tests.redis_server import RedisServer
@@ -35,6 +43,7 @@ class FakeStatus:
         self.uptime = 100.0
         self.is_draining = False
         self.ping = ping or self._ok
+        self.settings: Settings | None = None
 
     @staticmethod
     async def _ok() -> float:
@@ -161,6 +170,18 @@ async def test_stalled_fetch_loop_is_503_and_fails_liveness() -> None:
     assert live.status_code == 503
     assert "has not polled" in live.text
     assert ready.status_code == 200
+
+
+async def test_stall_seconds_come_from_the_workers_settings() -> None:
+    status = FakeStatus()
+    status.settings = Settings(stall_seconds=5.0)
+    status.since_poll = 6.0
+    app = create_app(status)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        health = await c.get(HEALTH_PATH)
+    assert health.json()["worker"]["stallSeconds"] == 5.0
+    assert health.json()["failing"] == ["fetch_loop"]
+    assert stall_seconds_of(FakeStatus()) == Settings().stall_seconds
 
 
 async def test_busy_worker_waiting_for_a_slot_is_not_stalled() -> None:
