@@ -1,18 +1,50 @@
 """A TCP proxy in front of a test redis-server that breaks one connection on purpose.
 
-- ``cut_reply_containing(marker)``: the next reply from the server that contains ``marker`` is
-  dropped and that connection is closed on both sides. The command has run in Redis; the client
-  only sees a dead connection (what a failover or a network blip does to a command in flight).
-- ``cut_request_containing(marker)``: the next request containing ``marker`` is not forwarded
-  and its connection is closed (the command fails without running).
+What a failover or a network blip does to a command in flight, made deterministic. Each trap
+arms once and its event is set when it fired; the connection it hit is closed on both sides.
 
-Each arms once; ``reply_cut`` / ``request_cut`` are set when it fired.
+- ``cut_reply_containing(marker)``: the next reply containing ``marker`` is dropped. The
+  command ran in Redis; the client only sees a dead connection.
+- ``cut_reply_to_request_containing(marker)``: the next request containing ``marker`` is
+  forwarded and runs, and its reply is dropped (for replies that carry no recognisable bytes).
+- ``cut_request_containing(marker)``: the next request containing ``marker`` is not forwarded
+  (the command fails without running).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Trap:
+    marker: bytes | None = None
+    fired: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def arm(self, marker: bytes) -> None:
+        self.fired.clear()
+        self.marker = marker
+
+    def hit(self, window: bytes) -> bool:
+        if self.marker is None or self.marker not in window:
+            return False
+        self.marker = None
+        self.fired.set()
+        return True
+
+    def tail(self, window: bytes) -> bytes:
+        """The bytes to keep so a marker split across two reads is still found."""
+        keep = len(self.marker) - 1 if self.marker else 0
+        return window[-keep:] if keep > 0 else b""
+
+
+class _Link:
+    """One proxied connection."""
+
+    def __init__(self) -> None:
+        self.drop_reply = asyncio.Event()
 
 
 class CuttingProxy:
@@ -20,9 +52,9 @@ class CuttingProxy:
         self.host = host
         self.upstream_port = upstream_port
         self.port = 0
-        self.reply_cut = asyncio.Event()
-        self.request_cut = asyncio.Event()
-        self._markers: dict[bool, bytes | None] = {True: None, False: None}
+        self.reply = Trap()
+        self.request_then_reply = Trap()
+        self.request = Trap()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -36,13 +68,17 @@ class CuttingProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def cut_reply_containing(self, marker: bytes) -> None:
-        self.reply_cut.clear()
-        self._markers[True] = marker
+    def cut_reply_containing(self, marker: bytes) -> asyncio.Event:
+        self.reply.arm(marker)
+        return self.reply.fired
 
-    def cut_request_containing(self, marker: bytes) -> None:
-        self.request_cut.clear()
-        self._markers[False] = marker
+    def cut_reply_to_request_containing(self, marker: bytes) -> asyncio.Event:
+        self.request_then_reply.arm(marker)
+        return self.request_then_reply.fired
+
+    def cut_request_containing(self, marker: bytes) -> asyncio.Event:
+        self.request.arm(marker)
+        return self.request.fired
 
     async def close(self) -> None:
         """Stop listening and drop every connection (the handlers then end on their own)."""
@@ -66,9 +102,10 @@ class CuttingProxy:
             except OSError:
                 return
             self._writers.add(up_w)
+            link = _Link()
             pumps = {
-                asyncio.create_task(self._pump(client_r, up_w, reply=False)),
-                asyncio.create_task(self._pump(up_r, client_w, reply=True)),
+                asyncio.create_task(self._requests(client_r, up_w, link)),
+                asyncio.create_task(self._replies(up_r, client_w, link)),
             }
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -76,26 +113,39 @@ class CuttingProxy:
                 for pump in pumps:
                     pump.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
-                up_w.close()
+                up_w.transport.abort()
                 self._writers.discard(up_w)
         finally:
-            client_w.close()
+            client_w.transport.abort()
             self._writers.discard(client_w)
             self._tasks.discard(task)
 
-    async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, reply: bool
+    async def _requests(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: _Link
     ) -> None:
-        """Copy ``src`` to ``dst``; return (the caller closes both sides) to cut."""
+        """Client to server; returning cuts the connection."""
         tail = b""
         with contextlib.suppress(OSError):
             while data := await src.read(65536):
-                marker = self._markers[reply]
-                if marker is not None:
-                    if marker in tail + data:
-                        self._markers[reply] = None
-                        (self.reply_cut if reply else self.request_cut).set()
-                        return
-                    tail = (tail + data)[-(len(marker) - 1) :] if len(marker) > 1 else b""
+                window = tail + data
+                if self.request.hit(window):
+                    return
+                if self.request_then_reply.hit(window):
+                    link.drop_reply.set()
+                tail = max(self.request.tail(window), self.request_then_reply.tail(window), key=len)
+                dst.write(data)
+                await dst.drain()
+
+    async def _replies(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: _Link
+    ) -> None:
+        """Server to client; returning cuts the connection."""
+        tail = b""
+        with contextlib.suppress(OSError):
+            while data := await src.read(65536):
+                window = tail + data
+                if link.drop_reply.is_set() or self.reply.hit(window):
+                    return
+                tail = self.reply.tail(window)
                 dst.write(data)
                 await dst.drain()

@@ -303,12 +303,15 @@ async def test_sigterm_drains_in_flight_job_within_grace_and_fetches_nothing_new
 ) -> None:
     gate = tmp_path / "gate"
     a = workers.start("A", PREVIEW_WORKER_CONCURRENCY="1", PREVIEW_SHUTDOWN_GRACE_SECONDS="60")
+    # a worker that has already been idle once (as every worker in production has)
+    await queue.enqueue(job("d0"))
+    await wait_for(lambda: all_completed(queue, ["d0"]), what="d0", diagnose=a.describe)
     await queue.enqueue(gated("d1", gate))
     await queue.enqueue(job("d2"))
     await wait_for(lambda: a.started("d1"), what="A to start d1", diagnose=workers.describe)
 
     a.send(signal.SIGTERM)
-    await wait_for(lambda: a.logged("shutdown requested"), what="A to begin draining")
+    await wait_for(lambda: a.logged("draining in-flight jobs"), what="A to begin draining")
     gate.touch()  # the in-flight job may now finish, well within the grace
     assert await a.exited(timeout=30) == 0, a.describe()
 
@@ -326,7 +329,7 @@ async def test_sigterm_drains_in_flight_job_within_grace_and_fetches_nothing_new
     assert not await lease_exists(queue, "A")
     assert await owners(queue) == set()
     assert not a.logged("grace period over")
-    assert a.exit_counters()["completed"] == 1
+    assert a.exit_counters()["completed"] == 2
 
 
 async def test_sigterm_past_the_grace_gives_the_job_back_at_once(
@@ -564,10 +567,10 @@ async def test_take_whose_reply_is_lost_strands_no_job(
     try:
         a = workers.start("A", REDIS_URL=proxy.url, PREVIEW_WORKER_CONCURRENCY="1", **FAST_LEASE)
         await wait_for(lambda: a.logged("worker started"), what="A to start", diagnose=a.describe)
-        proxy.cut_reply_containing(b"lost-1")
+        cut = proxy.cut_reply_containing(b"lost-1")
         await queue.enqueue(job("lost-1"))
         await queue.enqueue(job("lost-2"))
-        await wait_for(proxy.reply_cut.is_set, what="the take reply of lost-1 to be cut")
+        await wait_for(cut.is_set, what="the take reply of lost-1 to be cut")
 
         async def report() -> str:
             held = await queue.active_elements("A")
@@ -603,12 +606,13 @@ async def test_failed_resync_after_a_lost_take_reply_is_retried(
     try:
         a = workers.start("A", REDIS_URL=proxy.url, PREVIEW_WORKER_CONCURRENCY="1", **FAST_LEASE)
         await wait_for(lambda: a.logged("worker started"), what="A to start", diagnose=a.describe)
-        proxy.cut_request_containing(b"$6\r\nLRANGE\r\n")  # the resync's read of the active list
-        proxy.cut_reply_containing(b"strand-1")
+        # the resync's read of the active list fails once, the take's reply is lost
+        resync_cut = proxy.cut_request_containing(b"$6\r\nLRANGE\r\n")
+        take_cut = proxy.cut_reply_containing(b"strand-1")
         await queue.enqueue(job("strand-1"))
         await queue.enqueue(job("strand-2"))
-        await wait_for(proxy.reply_cut.is_set, what="the take reply of strand-1 to be cut")
-        await wait_for(proxy.request_cut.is_set, what="the resync to be cut")
+        await wait_for(take_cut.is_set, what="the take reply of strand-1 to be cut")
+        await wait_for(resync_cut.is_set, what="the resync to be cut")
 
         async def report() -> str:
             held = await queue.active_elements("A")
@@ -685,3 +689,85 @@ async def test_redis_read_only_longer_than_the_lease_worker_survives_and_loses_n
     assert max(finishes.values()) <= 2
     a.send(signal.SIGTERM)
     assert await a.exited() == 0, a.describe()
+
+
+async def test_settle_whose_reply_is_lost_counts_one_completion_and_no_fencing(
+    workers: Workers, queue: Queue, redis_server: RedisServer
+) -> None:
+    """The completion ran in Redis but its reply was lost; the worker sends it again. That
+    retry must be recognised as already applied: one completion counted, nothing 'fenced'
+    (preview_jobs_fenced_total means another worker owns the job, and alerts on it)."""
+    proxy = await CuttingProxy(redis_server.port).start()
+    try:
+        a = workers.start("A", REDIS_URL=proxy.url, **FAST_LEASE)
+        # a first job loads the settle script, so the cut hits a settlement that runs
+        await queue.enqueue(job("warm-up"))
+        await wait_for(
+            lambda: all_completed(queue, ["warm-up"]), what="warm-up", diagnose=a.describe
+        )
+        # the only request carrying the job id is the settlement (take sends owner and token)
+        cut = proxy.cut_reply_to_request_containing(b"settled-once")
+        await queue.enqueue(job("settled-once"))
+        await wait_for(cut.is_set, what="the settle reply to be cut", diagnose=a.describe)
+
+        async def completed() -> bool:
+            return (await status_of(queue, "settled-once")).state == "completed"
+
+        await wait_for(completed, what="the job completed", diagnose=a.describe)
+        await wait_for(
+            lambda: a.logged("redis reachable again"), what="A to retry", diagnose=a.describe
+        )
+        assert workers.finishes() == Counter({"warm-up": 1, "settled-once": 1})
+        a.send(signal.SIGTERM)
+        assert await a.exited() == 0
+        assert not a.logged("settlement refused"), a.describe()
+        counters = a.exit_counters()
+        assert (counters["completed"], counters["fenced"]) == (2, 0), counters
+    finally:
+        await proxy.close()
+
+
+# ---- 10. shutdown while Redis is away ----------------------------------------------------------
+
+
+async def test_sigterm_during_a_redis_outage_exits_0_and_loses_nothing(
+    workers: Workers, queue: Queue, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    a = workers.start(
+        "A",
+        PREVIEW_SHUTDOWN_GRACE_SECONDS="1",
+        PREVIEW_WORKER_CONCURRENCY="1",
+        PREVIEW_LEASE_SECONDS="2",
+    )
+    await queue.enqueue(gated("o1", gate))
+    await queue.enqueue(job("o2"))
+    await wait_for(lambda: a.started("o1"), what="A to start o1", diagnose=a.describe)
+
+    redis_server.kill()
+    gate.touch()  # o1 finishes while its settlement cannot be written
+    await wait_for(lambda: a.logged("redis unavailable"), what="A to notice", diagnose=a.describe)
+    a.send(signal.SIGTERM)
+    # grace 1 s plus the bounded give-back steps; far below it would hang on a dead Redis
+    assert await a.exited(timeout=45) == 0, a.describe()
+
+    redis_server.start()
+    b = workers.start("B", **FAST_LEASE)
+    await wait_for(
+        lambda: all_completed(queue, ["o1", "o2"]),
+        what="o1 and o2 completed after Redis returned",
+        diagnose=workers.describe,
+    )
+    # o1 ran to its end on A, but only B's completion was recorded (at-least-once)
+    assert workers.finishes() == Counter({"o1": 2, "o2": 1})
+    o1 = await status_of(queue, "o1")
+    assert o1.result == {"pid": b.pid, "attempt": 2, "worker": "B"}
+    assert o1.recovered == 1
+
+
+async def test_sigterm_while_waiting_for_redis_at_start_exits_0(workers: Workers) -> None:
+    a = workers.start("A", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    await wait_for(lambda: a.logged("redis unavailable"), what="A to wait for Redis")
+    a.send(signal.SIGTERM)
+    assert await a.exited() == 0, a.describe()
+    assert a.events("start") == []
