@@ -161,6 +161,7 @@ def start_worker(redis_url: str, track: str, workdir: Path) -> WorkerProc:
         "PREVIEW_DEFAULT_HANDLER": "noop",
         "PREVIEW_WORKER_CONCURRENCY": "2",
         "PREVIEW_DEPTH_REFRESH_SECONDS": "0.2",
+        "PREVIEW_STALL_SECONDS": "45",
         "PREVIEW_WORKER_ID": f"scrape-{track}",
         "PREVIEW_LOG_LEVEL": "warning",
         "DATA_DIR": str(workdir / "data"),
@@ -464,6 +465,7 @@ def test_healthcheck_command_probes_a_running_worker(scenario: Scenario) -> None
     body = httpx.get(f"http://{worker.target}/api/preview/worker/health", timeout=5).json()
     assert body["status"] == "ok"
     assert body["worker"]["track"] == worker.track
+    assert body["worker"]["stallSeconds"] == 45
     assert body["queue"]["depths"]["dead"] == 3
 
 
