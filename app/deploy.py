@@ -423,27 +423,37 @@ class Plan:
     steps: tuple[Step, ...] = field(default_factory=tuple)
 
 
+DEFAULT_TIMEOUTS = {"staging": "5m", "canary": "5m", "production": "10m"}
+
+
 def build_plan(
     env: str,
     *,
     chart: str = DEFAULT_CHART,
     image: ImageRef | None = None,
-    timeout: str = "5m",
+    timeout: str | None = None,
 ) -> Plan:
+    """The commands of docs/rollout.md for one environment, in order, then its rollback."""
     release = ENVIRONMENTS[env]
+    wait = timeout or DEFAULT_TIMEOUTS[env]
     values: list[str] = []
     for path in release.values:
         values += ["-f", path]
-    ns = ["--namespace", release.namespace]
+    ns = ("-n", release.namespace)
     steps: list[Step] = []
     if image is not None:
-        steps.append(
+        target = release.values[-1]
+        words = f"promote {image} to production" if env == "production" else f"{image} to {env}"
+        steps += [
             Step(
-                "set the image",
-                ("preview-worker", "deploy", "set-image", release.values[-1], str(image)),
-                "commit this change; the values files are the record of what runs where",
-            )
-        )
+                f"record the image in {target} (only the image lines change)",
+                ("preview-worker", "deploy", "set-image", target, str(image)),
+            ),
+            Step(
+                "commit it: the values files are the record of what runs where",
+                ("git", "commit", "-m", f"rollout: {words}", target),
+            ),
+        ]
     steps += [
         Step(
             "preflight: lint the chart with these values",
@@ -458,39 +468,58 @@ def build_plan(
                 release.name,
                 chart,
                 *ns,
-                "--create-namespace",
                 *values,
                 "--wait",
                 "--timeout",
-                timeout,
+                wait,
                 "--history-max",
                 "10",
             ),
         ),
         Step(
-            "verify: helm status, rollout status, health through a port-forward",
-            ("preview-worker", "deploy", "verify", "--release", release.name, *ns),
+            "chart tests: /healthz and /metrics through the Service",
+            ("helm", "test", release.name, *ns),
         ),
         Step(
-            "if verify fails: roll back to the previous revision",
-            ("helm", "rollback", release.name, *ns, "--wait", "--timeout", timeout),
-            "then run verify again",
+            "verify: helm status, rollout status, /readyz and health through a port-forward",
+            (
+                "preview-worker",
+                "deploy",
+                "verify",
+                "--release",
+                release.name,
+                "--namespace",
+                release.namespace,
+            ),
         ),
     ]
-    if env == "canary":
+    if env == "production":
         steps.append(
             Step(
-                "to stop the canary entirely (stable keeps consuming the queue)",
-                ("helm", "uninstall", release.name, *ns, "--wait"),
+                "promotion done: remove the canary (its pod drains and gives jobs back)",
+                ("helm", "uninstall", ENVIRONMENTS["canary"].name, *ns, "--wait"),
             )
         )
-    if env == "production":
-        steps.insert(
-            0 if image is None else 1,
+    rollback_wait = ("--timeout", wait) if env == "production" or timeout else ()
+    if env == "canary":
+        steps += [
             Step(
-                "promotion: the canary must be verified on this image first",
-                ("preview-worker", "deploy", "verify", "--release", "preview-worker-canary", *ns),
+                "ROLLBACK (a check failed): remove the canary; stable keeps consuming the queue",
+                ("helm", "uninstall", release.name, *ns, "--wait"),
+                "or keep the release on its previous image: the next command",
             ),
+            Step(
+                "ROLLBACK alternative: the canary's previous revision",
+                ("helm", "rollback", release.name, *ns, "--wait", *rollback_wait),
+            ),
+        ]
+    else:
+        steps.append(
+            Step(
+                "ROLLBACK (a check failed): the previous revision; then git revert the values",
+                ("helm", "rollback", release.name, *ns, "--wait", *rollback_wait),
+                "`helm history " + release.name + " -n " + release.namespace + "` lists revisions",
+            )
         )
     return Plan(environment=env, release=release, steps=tuple(steps))
 
@@ -518,7 +547,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         except ImageRefError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    if not args.timeout or not re.match(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", args.timeout):
+    duration = re.compile(r"(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?")
+    if args.timeout is not None and not duration.fullmatch(args.timeout):
         print(
             f"error: --timeout {args.timeout!r} must be a duration like 5m or 90s", file=sys.stderr
         )
@@ -860,7 +890,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--chart", default=DEFAULT_CHART, help=f"chart path (default {DEFAULT_CHART})")
     p.add_argument("--image", help="also print the set-image step for this image")
-    p.add_argument("--timeout", default="5m", help="helm --timeout (default 5m)")
+    p.add_argument(
+        "--timeout", help="helm --timeout (default 5m; 10m for production, as in docs/rollout.md)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plan)
 

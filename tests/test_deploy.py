@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -266,49 +267,96 @@ def test_plan_staging(capsys: pytest.CaptureFixture[str]) -> None:
     commands = [s["command"] for s in doc["steps"]]
     assert commands == [
         "helm lint charts/preview-worker --strict -f values/staging.yaml",
-        "helm upgrade --install preview-worker charts/preview-worker --namespace preview-staging "
-        "--create-namespace -f values/staging.yaml --wait --timeout 5m --history-max 10",
+        "helm upgrade --install preview-worker charts/preview-worker -n preview-staging "
+        "-f values/staging.yaml --wait --timeout 5m --history-max 10",
+        "helm test preview-worker -n preview-staging",
         "preview-worker deploy verify --release preview-worker --namespace preview-staging",
-        "helm rollback preview-worker --namespace preview-staging --wait --timeout 5m",
+        "helm rollback preview-worker -n preview-staging --wait",
     ]
 
 
 def test_plan_canary_layers_production_values(capsys: pytest.CaptureFixture[str]) -> None:
     doc = _plan(capsys, "canary", "--image", f"ghcr.io/acme/pw:1.3.0@{DIGEST}")
     commands = [s["command"] for s in doc["steps"]]
-    assert commands[0] == (
-        f"preview-worker deploy set-image values/canary.yaml ghcr.io/acme/pw:1.3.0@{DIGEST}"
+    assert commands[:2] == [
+        f"preview-worker deploy set-image values/canary.yaml ghcr.io/acme/pw:1.3.0@{DIGEST}",
+        f"git commit -m 'rollout: ghcr.io/acme/pw:1.3.0@{DIGEST} to canary' values/canary.yaml",
+    ]
+    assert commands[3] == (
+        "helm upgrade --install preview-worker-canary charts/preview-worker -n preview "
+        "-f values/production.yaml -f values/canary.yaml --wait --timeout 5m --history-max 10"
     )
-    assert commands[2] == (
-        "helm upgrade --install preview-worker-canary charts/preview-worker --namespace preview "
-        "--create-namespace -f values/production.yaml -f values/canary.yaml --wait --timeout 5m "
-        "--history-max 10"
-    )
-    assert "helm rollback preview-worker-canary --namespace preview --wait --timeout 5m" in commands
-    assert commands[-1] == "helm uninstall preview-worker-canary --namespace preview --wait"
+    assert commands[-2:] == [
+        "helm uninstall preview-worker-canary -n preview --wait",
+        "helm rollback preview-worker-canary -n preview --wait",
+    ]
 
 
-def test_plan_production_promotes_after_verifying_the_canary(
+def test_plan_production_promotes_and_removes_the_canary(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    doc = _plan(capsys, "production", "--image", "ghcr.io/acme/pw:1.3.0", "--timeout", "10m")
+    doc = _plan(capsys, "production", "--image", "ghcr.io/acme/pw:1.3.0")
     commands = [s["command"] for s in doc["steps"]]
-    assert commands[:2] == [
+    assert commands == [
         "preview-worker deploy set-image values/production.yaml ghcr.io/acme/pw:1.3.0",
-        "preview-worker deploy verify --release preview-worker-canary --namespace preview",
+        "git commit -m 'rollout: promote ghcr.io/acme/pw:1.3.0 to production' "
+        "values/production.yaml",
+        "helm lint charts/preview-worker --strict -f values/production.yaml",
+        "helm upgrade --install preview-worker charts/preview-worker -n preview "
+        "-f values/production.yaml --wait --timeout 10m --history-max 10",
+        "helm test preview-worker -n preview",
+        "preview-worker deploy verify --release preview-worker --namespace preview",
+        "helm uninstall preview-worker-canary -n preview --wait",
+        "helm rollback preview-worker -n preview --wait --timeout 10m",
     ]
-    assert (
-        "helm upgrade --install preview-worker charts/preview-worker --namespace preview "
-        "--create-namespace -f values/production.yaml --wait --timeout 10m --history-max 10"
-    ) in commands
-    assert commands[-1] == "helm rollback preview-worker --namespace preview --wait --timeout 10m"
+
+
+def test_plan_timeout_override(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _plan(capsys, "staging", "--timeout", "1h30m")
+    commands = [s["command"] for s in doc["steps"]]
+    assert "--timeout 1h30m --history-max 10" in commands[1]
+    assert commands[-1] == "helm rollback preview-worker -n preview-staging --wait --timeout 1h30m"
+
+
+def _rollout_commands() -> list[list[str]]:
+    """docs/rollout.md's commands as argv: sh block lines (continuations joined) and inline
+    helm/preview-worker code spans."""
+    text = (Path(__file__).resolve().parent.parent / "docs/rollout.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(shlex.split(line, comments=True))
+    for span in re.findall(r"`((?:helm|preview-worker) [^`]+)`", text):
+        commands.append(shlex.split(span))
+    return commands
+
+
+@pytest.mark.parametrize("env", sorted(deploy.ENVIRONMENTS))
+def test_plan_matches_the_rollout_guide(env: str) -> None:
+    documented = _rollout_commands()
+    assert documented, "docs/rollout.md has no sh blocks"
+    plan = deploy.build_plan(env)
+    for step in plan.steps:
+        assert list(step.argv) in documented, f"not in docs/rollout.md: {shlex.join(step.argv)}"
+    image = deploy.build_plan(env, image=deploy.parse_image("ghcr.io/x/y:1")).steps[0]
+    set_image = [*image.argv[:-1], "$IMAGE"]
+    assert set_image in documented
 
 
 def test_plan_text_output_is_runnable_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert deploy.main(["plan", "staging"]) == 0
     out = capsys.readouterr().out
     commands = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
-    assert [shlex.split(c)[0] for c in commands] == ["helm", "helm", "preview-worker", "helm"]
+    assert [shlex.split(c)[0] for c in commands] == [
+        "helm",
+        "helm",
+        "helm",
+        "preview-worker",
+        "helm",
+    ]
     assert out.startswith("# staging: release preview-worker in namespace preview-staging")
 
 
