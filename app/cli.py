@@ -21,7 +21,7 @@ from .errors import ConfigError, PayloadError, PreviewWorkerError
 from .logs import configure
 from .payload import decode_job, job_schema
 from .queue import JobOptions, Queue, Retention
-from .settings import Settings
+from .settings import ENV_VARS, Settings
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -33,14 +33,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+FLAG_SETTINGS = {
+    "queue": "--queue",
+    "concurrency": "--concurrency",
+    "health_port": "--health-port",
+    "worker_id": "--worker-id",
+}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with flags parsed by the same rules as their variables."""
+    rules = {var.attr: var for var in ENV_VARS}
     overrides: dict[str, Any] = {}
-    for attr in ("queue", "concurrency", "health_port", "worker_id", "redis_url"):
+    for attr, flag in FLAG_SETTINGS.items():
         value = getattr(args, attr, None)
-        if value is not None:
-            overrides[attr] = value
-    if getattr(args, "concurrency", None) is not None and not 1 <= args.concurrency <= 1024:
-        raise ConfigError(f"--concurrency must be between 1 and 1024, got {args.concurrency}")
+        if value is None:
+            continue
+        try:
+            overrides[attr] = rules[attr].parse(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{flag} {value!r}: {exc}") from None
     return Settings.from_env(**overrides)
 
 
@@ -115,14 +127,17 @@ def _read_input(source: str) -> bytes:
 
 
 def split_documents(data: bytes) -> list[bytes]:
-    """One JSON document, or JSON lines (one job per non-empty line)."""
+    """One JSON document, or JSON lines: several non-empty lines that each hold one object.
+    A pretty-printed document with a syntax error stays one document (one error, at ``$``)."""
     stripped = data.strip()
     if not stripped:
         return []
-    try:
-        json.loads(stripped)
-    except (ValueError, UnicodeDecodeError):
-        return [line for line in stripped.splitlines() if line.strip()]
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+    if len(lines) > 1 and all(line.startswith(b"{") and line.endswith(b"}") for line in lines):
+        try:
+            json.loads(stripped)
+        except (ValueError, UnicodeDecodeError):
+            return lines
     return [stripped]
 
 
@@ -154,11 +169,14 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     if not docs:
         print("error: no job in the input", file=sys.stderr)
         return EXIT_USAGE
+    settings = _settings(args)
     try:
         options = JobOptions(
-            attempts=args.attempts,
-            backoff_seconds=args.backoff,
-            backoff_max_seconds=args.backoff_max,
+            attempts=settings.attempts if args.attempts is None else args.attempts,
+            backoff_seconds=settings.backoff_seconds if args.backoff is None else args.backoff,
+            backoff_max_seconds=(
+                settings.backoff_max_seconds if args.backoff_max is None else args.backoff_max
+            ),
             remove_on_complete=args.remove_on_complete,
             remove_on_fail=args.remove_on_fail,
         )
@@ -375,9 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="enqueue one JSON job or JSON lines from FILE or stdin")
     queue_flags(p)
     p.add_argument("file", nargs="?", default="-", help="file to read, '-' for stdin (default)")
-    p.add_argument("--attempts", type=int, default=5, help="attempts before dead-letter (5)")
-    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in s (1)")
-    p.add_argument("--backoff-max", type=float, default=300.0, help="retry delay cap in s (300)")
+    p.add_argument(
+        "--attempts", type=int, help="attempts before dead-letter (env PREVIEW_ATTEMPTS, 5)"
+    )
+    p.add_argument(
+        "--backoff", type=float, help="first retry delay in s (env PREVIEW_BACKOFF_SECONDS, 1)"
+    )
+    p.add_argument(
+        "--backoff-max",
+        type=float,
+        help="retry delay cap in s (env PREVIEW_BACKOFF_MAX_SECONDS, 300)",
+    )
     p.add_argument("--delay", type=float, default=0.0, help="seconds before the job is due")
     p.add_argument(
         "--remove-on-complete",

@@ -153,3 +153,35 @@ def test_unreachable_redis_is_reported_without_credentials(tmp_path: Path) -> No
 def test_schema_command_prints_the_checked_in_schema() -> None:
     out = cli("schema")
     assert out.stdout == (ROOT / "schemas" / "preview-job.schema.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--queue", "a b"], "--queue 'a b': must be"),
+        (["--health-port", "99999"], "--health-port 99999: must be between 0 and 65535"),
+        (["--concurrency", "0"], "--concurrency 0: must be between 1 and 1024"),
+    ],
+)
+def test_flags_are_checked_like_their_variables(flags: list[str], message: str) -> None:
+    out = cli("run", "--burst", *flags)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_enqueue_options_default_from_the_environment(env: dict[str, str]) -> None:
+    out = cli("enqueue", env={**env, "PREVIEW_ATTEMPTS": "7"}, stdin=lines(job("e")))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(cli("status", "e", "--json", env=env).stdout)["maxAttempts"] == 7
+    out = cli("enqueue", "--attempts", "2", env=env, stdin=lines(job("f")))
+    assert json.loads(cli("status", "f", "--json", env=env).stdout)["maxAttempts"] == 2
+
+
+def test_validate_reports_a_broken_pretty_printed_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(job("x"), indent=2)[:-3] + "\n")
+    out = cli("validate", str(path))
+    assert out.returncode == 2
+    assert out.stdout.count(str(path)) == 1
+    assert "undecodable" in out.stdout
