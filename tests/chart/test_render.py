@@ -210,6 +210,14 @@ def test_keda_scales_on_the_queue_lists_instead_of_the_hpa(renders: Renders) -> 
         assert trigger["authenticationRef"]["name"] == "preview-worker-redis-auth"
 
 
+def test_keda_on_a_redis_cluster(helm3: str) -> None:
+    objs = render(helm3, ENVS["keda"], ["--set", "redis.cluster=true"])
+    triggers = one(objs, "ScaledObject")["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-cluster"}
+    assert all(t["metadata"]["addresses"] == "redis-master:6379" for t in triggers)
+    assert _container_env(objs)["PREVIEW_REDIS_CLUSTER"] == "true"
+
+
 @pytest.mark.parametrize("env", ENV_NAMES)
 def test_probes_hit_the_workers_real_paths_and_port(renders: Renders, env: str) -> None:
     health = Path(__file__).resolve().parents[2] / "app" / "health.py"

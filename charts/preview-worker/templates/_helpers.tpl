@@ -123,6 +123,7 @@ Non-secret worker settings, as the ConfigMap's data (PREVIEW_* of app/settings.p
 {{- define "preview-worker.configData" -}}
 {{- $w := .Values.worker -}}
 PREVIEW_QUEUE: {{ $w.queue | quote }}
+PREVIEW_REDIS_CLUSTER: {{ .Values.redis.cluster | toString | quote }}
 PREVIEW_WORKER_CONCURRENCY: {{ $w.concurrency | int64 | toString | quote }}
 PREVIEW_QUEUE_MAX: {{ $w.queueMax | int64 | toString | quote }}
 DATA_DIR: "/data"
