@@ -43,6 +43,7 @@ DASHBOARD = ROOT / "charts" / "preview-worker" / "files" / "dashboard.json"
 QUEUE = "scrape-test"
 NAMESPACE = "obs-test"
 DEADLINE = 90.0
+SECRET = "obs-Scrape-S3cret"
 OK_JOBS, DRY_JOBS, UNKNOWN_HANDLER_JOBS = 12, 3, 2
 
 
@@ -194,6 +195,14 @@ async def enqueue_jobs(redis_url: str) -> None:
         await client.aclose()
 
 
+async def require_password(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.config_set("requirepass", SECRET)
+    finally:
+        await client.aclose()
+
+
 @dataclass
 class Scenario:
     prom: Prom
@@ -210,8 +219,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     workers: list[WorkerProc] = []
     prom: Prom | None = None
     with RedisServer(tmp / "redis") as redis:
+        asyncio.run(require_password(redis.url))
+        redis_url = f"redis://:{SECRET}@127.0.0.1:{redis.port}/0"
         try:
-            workers = [start_worker(redis.url, t, tmp / t) for t in ("stable", "canary")]
+            workers = [start_worker(redis_url, t, tmp / t) for t in ("stable", "canary")]
             prom = Prom(binary, tmp / "prometheus", [w.target for w in workers])
             wait_until(lambda: all(w.ready() for w in workers), "workers ready")
             wait_until(prom.ready, "prometheus ready")
@@ -221,7 +232,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 lambda: p.value('count(preview_queue_depth{state="dead"} == 0)') == 2,
                 "both workers scraped with their first depth refresh",
             )
-            asyncio.run(enqueue_jobs(redis.url))
+            asyncio.run(enqueue_jobs(redis_url))
             expected = {
                 "completed": OK_JOBS,
                 "dryrun": DRY_JOBS,
@@ -467,6 +478,19 @@ def test_healthcheck_command_probes_a_running_worker(scenario: Scenario) -> None
     assert body["worker"]["track"] == worker.track
     assert body["worker"]["stallSeconds"] == 45
     assert body["queue"]["depths"]["dead"] == 3
+
+
+def test_the_redis_password_never_leaves_the_worker(scenario: Scenario) -> None:
+    """REDIS_URL holds a password: no route, log line or scraped label shows it."""
+    for worker in scenario.workers:
+        for path in ("/metrics", "/healthz", "/readyz", "/api/preview/worker/health"):
+            text = httpx.get(f"http://{worker.target}{path}", timeout=5).text
+            assert SECRET not in text, path
+            assert "redis://" not in text, path
+        assert SECRET not in worker.log.read_text()
+    labels = scenario.prom.api("labels")
+    for label in labels:
+        assert SECRET not in json.dumps(scenario.prom.api(f"label/{label}/values"))
 
 
 def test_workers_exit_0_on_sigterm(scenario: Scenario) -> None:
