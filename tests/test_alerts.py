@@ -93,6 +93,19 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
     assert names - silent == set(), "alerts without a not-firing test"
 
 
+def test_every_recording_rule_is_checked_by_an_expression_test() -> None:
+    checked = " ".join(
+        check["expr"]
+        for path in PROMTOOL_TESTS
+        for case in load(path)["tests"]
+        for check in case.get("promql_expr_test", [])
+    )
+    records = {r["record"] for g in groups() for r in g["rules"] if "record" in r}
+    assert records
+    missing = {r for r in records if not re.search(rf"{re.escape(r)}(?![\w:])", checked)}
+    assert missing == set(), "recording rules without a promql_expr_test"
+
+
 def test_threshold_group_follows_the_chart_contract() -> None:
     first = groups()[0]
     assert first["name"] == "preview-worker.thresholds"
