@@ -51,6 +51,7 @@ from .status import WorkerStatus
 HEALTH_PATH = "/api/preview/worker/health"
 log = logging.getLogger(__name__)
 DEFAULT_STALL_SECONDS = Settings().stall_seconds
+DEFAULT_PING_TIMEOUT = 1.0
 
 
 def stall_seconds_of(status: WorkerStatus) -> float:
@@ -59,9 +60,6 @@ def stall_seconds_of(status: WorkerStatus) -> float:
     if isinstance(settings, Settings):
         return settings.stall_seconds
     return DEFAULT_STALL_SECONDS
-
-
-DEFAULT_PING_TIMEOUT = 1.0
 
 
 async def _ping(status: WorkerStatus, limit: float) -> tuple[float | None, str | None]:
