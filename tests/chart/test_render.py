@@ -20,10 +20,12 @@ from tests.chart.helm import (
     VALUES,
     Obj,
     by_kind,
+    helm,
     hooks,
     one,
     parse,
     render,
+    template_args,
     workload,
 )
 
@@ -565,3 +567,19 @@ def test_environment_files_exist() -> None:
     for name in ("staging", "production", "canary"):
         assert (VALUES / f"{name}.yaml").is_file()
     assert parse((VALUES / "canary.yaml").read_text())[0]["track"] == "canary"
+
+
+@pytest.mark.parametrize("env", ["staging", "production", "canary", "keda"])
+def test_notes_render_without_secrets(helm4: str, env: str) -> None:
+    # Helm 4 renders NOTES.txt of a client-side dry run without a cluster (Helm 3 wants one).
+    e = ENVS[env]
+    args = template_args(e)
+    args[0] = "install"
+    result = helm(helm4, *args, "--dry-run=client", "--kubeconfig", "/nonexistent")
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("\nNOTES:\n", 1)[1]
+    assert f"release {e.release} in namespace {e.namespace}" in notes
+    assert f"helm test {e.release} -n {e.namespace}" in notes
+    assert "terminationGracePeriodSeconds 40" in notes
+    # The Secret holds it base64-encoded; in clear text it appears nowhere.
+    assert "ci-only-password" not in result.stdout
