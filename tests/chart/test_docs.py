@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 import yaml
 
+from app.deploy import ENVIRONMENTS
 from ci.chart_readme import DocError, entries
 from ci.chart_readme import main as readme_main
 from ci.sync_ci_values import main as sync_main
 from ci.sync_ci_values import merge
-from tests.chart.helm import CHART, ROOT
+from tests.chart.helm import CHART, ENVS, ROOT
 
 
 def _all_paths(data: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -67,3 +68,21 @@ def test_rollout_doc_walks_every_step() -> None:
         "helm test",
     ):
         assert needle in doc, needle
+
+
+def test_environments_match_the_deploy_command() -> None:
+    doc = (ROOT / "docs" / "rollout.md").read_text()
+    for name, release in ENVIRONMENTS.items():
+        env = ENVS[name]
+        files = tuple(str(p.relative_to(ROOT)) for p in env.files)
+        assert (env.release, env.namespace, files) == (
+            release.name,
+            release.namespace,
+            release.values,
+        ), name
+        flags = " ".join(f"-f {f}" for f in release.values)
+        command = (
+            f"helm upgrade --install {release.name} charts/preview-worker -n {release.namespace}"
+        )
+        assert command in doc, command
+        assert flags in doc, flags

@@ -154,3 +154,25 @@ def test_created_secret_needs_a_url(request: pytest.FixtureRequest, version: str
     code, stderr = _template(binary, ['redis.existingSecret=""', 'redis.url=""'])
     assert code != 0
     assert "/redis/url" in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("assignments", "message"),
+    [
+        (
+            ["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"],
+            "autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (2)",
+        ),
+        (
+            ["keda.enabled=true", "keda.minReplicaCount=4", "keda.maxReplicaCount=3"],
+            "keda.minReplicaCount (4) must not exceed keda.maxReplicaCount (3)",
+        ),
+    ],
+    ids=["hpa-min-over-max", "keda-min-over-max"],
+)
+def test_inconsistent_bounds_fail_with_a_message(
+    helm3: str, assignments: list[str], message: str
+) -> None:
+    code, stderr = _template(helm3, assignments)
+    assert code != 0
+    assert message in stderr, stderr
