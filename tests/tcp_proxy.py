@@ -8,7 +8,8 @@ arms once and its event is set when it fired; the connection it hit is closed on
 - ``cut_reply_to_request_containing(marker)``: the next request containing ``marker`` is
   forwarded and runs, and its reply is dropped (for replies that carry no recognisable bytes).
 - ``cut_request_containing(marker)``: the next request containing ``marker`` is not forwarded
-  (the command fails without running).
+  (the command fails without running); ``block_requests_containing(marker)`` does so for every
+  such request until ``unblock_requests()``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ from dataclasses import dataclass, field
 class Trap:
     marker: bytes | None = None
     fired: asyncio.Event = field(default_factory=asyncio.Event)
+    persistent: bool = False
 
-    def arm(self, marker: bytes) -> None:
+    def arm(self, marker: bytes, *, persistent: bool = False) -> None:
         self.fired.clear()
         self.marker = marker
+        self.persistent = persistent
+
+    def disarm(self) -> None:
+        self.marker = None
 
     def hit(self, window: bytes) -> bool:
         if self.marker is None or self.marker not in window:
             return False
-        self.marker = None
+        if not self.persistent:
+            self.marker = None
         self.fired.set()
         return True
 
@@ -55,6 +62,7 @@ class CuttingProxy:
         self.reply = Trap()
         self.request_then_reply = Trap()
         self.request = Trap()
+        self._block_after = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -72,13 +80,25 @@ class CuttingProxy:
         self.reply.arm(marker)
         return self.reply.fired
 
-    def cut_reply_to_request_containing(self, marker: bytes) -> asyncio.Event:
+    def cut_reply_to_request_containing(
+        self, marker: bytes, *, then_block: bool = False
+    ) -> asyncio.Event:
+        """With ``then_block``, every later request containing ``marker`` is refused (as
+        ``block_requests_containing``) from the instant this trap fires."""
         self.request_then_reply.arm(marker)
+        self._block_after = then_block
         return self.request_then_reply.fired
 
     def cut_request_containing(self, marker: bytes) -> asyncio.Event:
         self.request.arm(marker)
         return self.request.fired
+
+    def block_requests_containing(self, marker: bytes) -> asyncio.Event:
+        self.request.arm(marker, persistent=True)
+        return self.request.fired
+
+    def unblock_requests(self) -> None:
+        self.request.disarm()
 
     async def close(self) -> None:
         """Stop listening and drop every connection (the handlers then end on their own)."""
@@ -128,10 +148,13 @@ class CuttingProxy:
         with contextlib.suppress(OSError):
             while data := await src.read(65536):
                 window = tail + data
-                if self.request.hit(window):
-                    return
-                if self.request_then_reply.hit(window):
+                marker = self.request_then_reply.marker
+                if marker is not None and self.request_then_reply.hit(window):
                     link.drop_reply.set()
+                    if self._block_after:
+                        self.request.arm(marker, persistent=True)
+                elif self.request.hit(window):
+                    return
                 tail = max(self.request.tail(window), self.request_then_reply.tail(window), key=len)
                 dst.write(data)
                 await dst.drain()

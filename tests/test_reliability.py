@@ -771,3 +771,56 @@ async def test_sigterm_while_waiting_for_redis_at_start_exits_0(workers: Workers
     a.send(signal.SIGTERM)
     assert await a.exited() == 0, a.describe()
     assert a.events("start") == []
+
+
+async def test_a_retried_stale_settlement_does_not_hit_the_next_attempt(
+    workers: Workers, queue: Queue, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Attempt 1 fails; its 'retry' settlement runs but the reply is lost, and the worker's
+    resends are refused for a while. Meanwhile the job falls due and the same worker takes it
+    again (attempt 2). When a resend of attempt 1's settlement finally goes through it must not
+    apply to attempt 2 (removing it from the active list and re-scheduling the job while attempt
+    2 still runs: a concurrent duplicate run)."""
+    gate = tmp_path / "gate"
+    proxy = await CuttingProxy(redis_server.port).start()
+    try:
+        a = workers.start("A", REDIS_URL=proxy.url, **FAST_LEASE)
+        await queue.enqueue(job("warm-up"))  # loads the scripts
+        await wait_for(
+            lambda: all_completed(queue, ["warm-up"]), what="warm-up", diagnose=a.describe
+        )
+        cut = proxy.cut_reply_to_request_containing(b"stale", then_block=True)
+        meta = {"failAttempts": 1, "gate": str(gate), "gateAttempt": 2}
+        await queue.enqueue(
+            job("stale", metadata=meta), options=msgspec.structs.replace(KEEP, backoff_seconds=0)
+        )
+        await wait_for(cut.is_set, what="attempt 1's settlement reply cut", diagnose=a.describe)
+        await wait_for(proxy.request.fired.is_set, what="a resend refused", diagnose=a.describe)
+
+        def attempts() -> list[int]:
+            return [int(e["attempt"]) for e in a.events("start", "stale")]
+
+        await wait_for(lambda: attempts() == [1, 2], what="attempt 2 running", diagnose=a.describe)
+        reconnects = len(a.logs("redis reachable again"))
+        proxy.unblock_requests()
+        await wait_for(
+            lambda: len(a.logs("redis reachable again")) > reconnects,
+            what="the resend to go through",
+            diagnose=a.describe,
+        )
+        gate.touch()
+
+        async def settled() -> bool:
+            stats = await queue.stats()
+            done = (await status_of(queue, "stale")).state == "completed"
+            return done and (stats["active"], stats["waiting"], stats["delayed"]) == (0, 0, 0)
+
+        await wait_for(settled, what="the job completed and the queue idle", diagnose=a.describe)
+        a.send(signal.SIGTERM)
+        assert await a.exited() == 0
+        assert attempts() == [1, 2], a.describe()
+        status = await status_of(queue, "stale")
+        assert status.result == {"pid": a.pid, "attempt": 2, "worker": "A"}
+        assert a.exit_counters()["fenced"] == 0
+    finally:
+        await proxy.close()

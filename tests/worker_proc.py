@@ -8,9 +8,11 @@ SIGTERM/SIGINT/SIGKILL/SIGSTOP reach a worker exactly as in production.
 The handler obeys the job's ``previewRequest.metadata``:
 
 - ``{"gate": PATH}``: block until the file PATH exists (lets a test hold a job mid-run for as
-  long as it likes, then release it, without timing assumptions);
+  long as it likes, then release it, without timing assumptions); with ``"gateAttempt": N``
+  only attempt N waits;
 - ``{"sleep": SECONDS}``: then sleep that long;
-- ``{"fail": true}``: then fail the attempt (retryable).
+- ``{"fail": true}``: then fail the attempt (retryable); ``{"failAttempts": N}``: fail
+  attempts 1..N only.
 
 and the environment:
 
@@ -85,7 +87,7 @@ class ReliabilityHandler:
                 self.recorder.write("hold", **ids)
                 await asyncio.Event().wait()
             gate = meta.get("gate")
-            if isinstance(gate, str):
+            if isinstance(gate, str) and meta.get("gateAttempt", ctx.attempt) == ctx.attempt:
                 await wait_for_file(gate)
             sleep = meta.get("sleep")
             if isinstance(sleep, int | float) and sleep > 0:
@@ -93,7 +95,10 @@ class ReliabilityHandler:
         except asyncio.CancelledError:
             self.recorder.write("cancel", **ids)
             raise
-        if meta.get("fail") is True:
+        fail_attempts = meta.get("failAttempts")
+        if meta.get("fail") is True or (
+            isinstance(fail_attempts, int) and ctx.attempt <= fail_attempts
+        ):
             self.recorder.write("fail", **ids)
             raise RetryableJobError("test_failure", "the job asked to fail")
         self.finished += 1
