@@ -139,6 +139,7 @@ class Worker:
         self._last_poll: float | None = None
         self._started = time.monotonic()
         self._legacy_redis = False
+        self._needs_resync = False
         self._redis_ok = False
         self._fetch_task: asyncio.Task[None] | None = None
         self._depths: dict[str, int] = {}
@@ -299,6 +300,7 @@ class Worker:
                 asyncio.create_task(self._drained_event.wait()),
                 asyncio.create_task(self._immediate_event.wait()),
             }
+            self._drained_event.clear()  # set by every earlier moment of idleness
             self._check_drained()
             await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
@@ -379,6 +381,14 @@ class Worker:
                         await self._slot_event.wait()
                 self._mark_polled()
                 continue
+            if self._needs_resync:
+                try:
+                    await self._resync()
+                except FAILURES as exc:
+                    await self._redis_down(exc, attempt)
+                    attempt += 1
+                    continue
+                self._needs_resync = False
             owner, token = self.owner, self._id.token
             # burst mode may stop only after a take that no settlement could race with
             idle_before = not self._running and not self._outcomes
@@ -387,7 +397,7 @@ class Worker:
             except FAILURES as exc:
                 await self._redis_down(exc, attempt)
                 attempt += 1
-                await self._resync_after_error()
+                self._needs_resync = True
                 continue
             if attempt:
                 log.info("redis reachable again")
@@ -425,24 +435,19 @@ class Worker:
                 continue
             self._mark_polled()
 
-    async def _resync_after_error(self) -> None:
+    async def _resync(self) -> None:
         """A take whose reply was lost may have moved jobs into our active list: give back any
-        element we hold in Redis but not in memory."""
-        try:
-            held = await self.queue.active_elements(self.owner)
-        except FAILURES:
-            return
-        known = [r.job.element for r in self._running.values() if r.owner == self.owner]
+        element we hold in Redis but not in memory. Raises on Redis failure (retried)."""
+        held = await self.queue.active_elements(self.owner)
         orphans = list(held)
-        for element in known:
-            if element in orphans:
-                orphans.remove(element)
+        for running in self._running.values():
+            if running.owner == self.owner and running.job.element in orphans:
+                orphans.remove(running.job.element)
         if not orphans:
             return
         items = [Settlement(element, "requeue") for element in orphans]
-        with contextlib.suppress(*FAILURES):
-            await self.queue.settle(self.owner, self._id.token, items)
-            log.info("gave back jobs taken while redis was failing", extra={"jobs": len(items)})
+        await self.queue.settle(self.owner, self._id.token, items)
+        log.info("gave back jobs taken while redis was failing", extra={"jobs": len(items)})
 
     async def _lost_ownership(self, owner: str) -> None:
         if owner != self.owner:
