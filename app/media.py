@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -29,27 +31,13 @@ Samples = npt.NDArray[np.float32]
 """Planar float audio, shape (2, n), at the render's sample rate."""
 
 
-def load_image(asset_id: str, path: Path) -> Image.Image:
-    """Open, fully decode and orient an image asset; return it as RGBA."""
+@contextmanager
+def _image_errors(asset_id: str) -> Iterator[None]:
+    """Map Pillow's many failure modes to one clear job error naming the asset."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            if image.format not in IMAGE_FORMATS:
-                raise PermanentJobError(
-                    "asset_unsupported",
-                    f"asset {asset_id!r}: {image.format or 'unknown'} images are not supported "
-                    "(PNG, JPEG or WebP)",
-                )
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise PermanentJobError(
-                    "asset_too_large",
-                    f"asset {asset_id!r}: {image.width}x{image.height} pixels, the limit is "
-                    f"{MAX_IMAGE_PIXELS}",
-                )
-            image.load()
-            oriented = ImageOps.exif_transpose(image)
-            return oriented.convert("RGBA")
+            yield
     except PermanentJobError:
         raise
     except UnidentifiedImageError:
@@ -66,6 +54,37 @@ def load_image(asset_id: str, path: Path) -> Image.Image:
         raise PermanentJobError(
             "asset_corrupt", f"asset {asset_id!r}: image cannot be decoded ({exc})"
         ) from None
+
+
+def _open_checked(asset_id: str, path: Path) -> Image.Image:
+    image = Image.open(path)
+    if image.format not in IMAGE_FORMATS:
+        raise PermanentJobError(
+            "asset_unsupported",
+            f"asset {asset_id!r}: {image.format or 'unknown'} images are not supported "
+            "(PNG, JPEG or WebP)",
+        )
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise PermanentJobError(
+            "asset_too_large",
+            f"asset {asset_id!r}: {image.width}x{image.height} pixels, the limit is "
+            f"{MAX_IMAGE_PIXELS}",
+        )
+    return image
+
+
+def probe_image(asset_id: str, path: Path) -> None:
+    """Cheap up-front check (format, size, structure) without keeping decoded pixels."""
+    with _image_errors(asset_id), _open_checked(asset_id, path) as image:
+        image.verify()
+
+
+def load_image(asset_id: str, path: Path) -> Image.Image:
+    """Open, fully decode and orient an image asset; return it as RGBA."""
+    with _image_errors(asset_id), _open_checked(asset_id, path) as image:
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+        return oriented.convert("RGBA")
 
 
 def decode_audio(asset_id: str, path: Path, *, rate: int, max_samples: int) -> Samples:

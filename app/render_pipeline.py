@@ -21,7 +21,7 @@ from PIL import Image
 from .assets import AssetPolicy, locate
 from .encode import FORMATS, encode
 from .frames import draw_scene, prefit
-from .media import Samples, decode_audio, load_image, mix
+from .media import Samples, decode_audio, load_image, mix, probe_image
 from .payload import PreviewJob
 from .storyboard import AUDIO_RATE, Plan, build_plan
 
@@ -40,11 +40,9 @@ def render(
     scratch = out_dir / ".work"
     try:
         paths = {aid: locate(asset, policy, scratch) for aid, asset in plan.assets.items()}
-        images = {
-            aid: prefit(load_image(aid, path), plan.width, plan.height)
-            for aid, path in paths.items()
-            if plan.assets[aid].type == "image"
-        }
+        images = {aid: path for aid, path in paths.items() if plan.assets[aid].type == "image"}
+        for aid, path in images.items():
+            probe_image(aid, path)  # fail fast; pixels are decoded scene by scene
         audio = _audio(plan, paths)
         video_path = out_dir / f"preview.{fmt.name}"
         poster_path = out_dir / POSTER
@@ -115,11 +113,17 @@ def _audio(plan: Plan, paths: dict[str, Path]) -> Samples | None:
     return mix(narration, music, volume, total)
 
 
-def _stills(
-    plan: Plan, images: dict[str, Image.Image], poster: Path
-) -> Iterator[tuple[Image.Image, int]]:
+def _stills(plan: Plan, images: dict[str, Path], poster: Path) -> Iterator[tuple[Image.Image, int]]:
+    """One still per scene; an image is decoded when shown (consecutive scenes share it), so
+    memory holds one source image at a time however long the storyboard."""
+    shown: tuple[str, Image.Image] | None = None
     for scene in plan.scenes:
-        image = images.get(scene.asset_id) if scene.asset_id else None
+        image = None
+        if scene.asset_id is not None:
+            if shown is None or shown[0] != scene.asset_id:
+                loaded = load_image(scene.asset_id, images[scene.asset_id])
+                shown = (scene.asset_id, prefit(loaded, plan.width, plan.height))
+            image = shown[1]
         still = draw_scene(scene, plan.width, plan.height, image, plan.captions)
         if scene.index == 0:
             still.save(poster, format="PNG")

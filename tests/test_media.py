@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.errors import PermanentJobError
-from app.media import decode_audio, load_image, mix
+from app.media import decode_audio, load_image, mix, probe_image
 from tests.render_helpers import make_image, make_ogg, make_wav
 
 RATE = 48_000
@@ -38,6 +38,21 @@ def test_truncated_image_fails(tmp_path: Path) -> None:
     with pytest.raises(PermanentJobError) as info:
         load_image("half", path)
     assert info.value.reason == "asset_corrupt"
+
+
+def test_probe_checks_without_decoding(tmp_path: Path) -> None:
+    probe_image("ok", make_image(tmp_path / "ok.png"))
+    path = make_image(tmp_path / "t.png", "PNG", (200, 200))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PermanentJobError) as info:
+        probe_image("half", path)
+    assert info.value.reason == "asset_corrupt"
+    gif = tmp_path / "a.gif"
+    Image.new("RGB", (8, 8)).save(gif, format="GIF")
+    with pytest.raises(PermanentJobError) as info:
+        probe_image("anim", gif)
+    assert info.value.reason == "asset_unsupported"
 
 
 def test_text_file_is_not_an_image(tmp_path: Path) -> None:

@@ -299,6 +299,8 @@ async def test_event_loop_keeps_running_during_a_render(settings: Settings) -> N
     [
         (lambda a: (a / "board.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken" * 20), "board"),
         (lambda a: (a / "voice.wav").write_bytes((a / "voice.wav").read_bytes()[:3000]), "voice"),
+        # a cut JPEG passes the up-front probe and fails when its scene is drawn, mid-encode
+        (lambda a: (a / "photo.jpg").write_bytes((a / "photo.jpg").read_bytes()[:2000]), "photo"),
     ],
 )
 async def test_corrupt_assets_fail_the_job_without_output(
