@@ -82,6 +82,8 @@ class TakenJob:
     backoff_max_ms: int
     enqueued_at: int
     priority: str
+    take: int = 0
+    """Fencing token: the job's take counter after this take (0 for raw elements)."""
 
     @property
     def id(self) -> str:
@@ -104,6 +106,8 @@ class Settlement:
     action: Action
     a: bytes | str = b""
     b: bytes | str = b""
+    take: int = 0
+    """The take number this settles; 0 skips the take check (raw elements, resync)."""
 
 
 class JobStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -359,7 +363,7 @@ class Queue:
         if status == b"lost":
             return TakeResult(True, [], next_due)
         jobs = []
-        for i in range(2, len(reply), 9):
+        for i in range(2, len(reply), 10):
             raw = reply[i + 1] == b"raw"
             jobs.append(
                 TakenJob(
@@ -372,19 +376,20 @@ class Queue:
                     backoff_max_ms=0 if raw else int(reply[i + 6]),
                     enqueued_at=0 if raw else int(reply[i + 7]),
                     priority="normal" if raw else reply[i + 8].decode(),
+                    take=int(reply[i + 9]),
                 )
             )
         return TakeResult(False, jobs, next_due)
 
-    async def settle(self, owner: str, token: str, items: Sequence[Settlement]) -> list[bool]:
-        """Settle many jobs in one round trip; returns per item whether it was applied
-        (False: fenced, the owner no longer holds the job)."""
+    async def settle(self, owner: str, token: str, items: Sequence[Settlement]) -> list[int]:
+        """Settle many jobs in one round trip. Per item: 1 applied, 2 applied earlier (a resend
+        whose first reply was lost), 0 fenced (the owner no longer holds that take of the job)."""
         if not items:
             return []
         k = self.keys
         args: list[Any] = [k.job_prefix, token, now_ms()]
         for item in items:
-            args.extend((item.element, item.action, item.a, item.b))
+            args.extend((item.element, item.take, item.action, item.a, item.b))
         reply = await self._settle(
             keys=[
                 k.active(owner),
@@ -398,7 +403,7 @@ class Queue:
             ],
             args=args,
         )
-        return [bool(x) for x in reply]
+        return [int(x) for x in reply]
 
     async def renew(self, owner: str, token: str, lease_ms: int) -> bool:
         return bool(await self._renew(keys=[self.keys.lease(owner)], args=[token, lease_ms]))

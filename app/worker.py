@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -490,6 +491,7 @@ class Worker:
         except Exception as exc:  # a bug in the worker itself: never lose the job
             log.exception("worker error while running a job", extra={"job": job_id})
             settlement, counts = self._failure(job, job_id, "error", repr(exc), True)
+        settlement = dataclasses.replace(settlement, take=job.take)
         self._outcomes.append(
             _Outcome(seq, running.owner, running.token, settlement, counts, duration, job_id)
         )
@@ -620,7 +622,7 @@ class Worker:
                 groups.setdefault((outcome.owner, outcome.token), []).append(outcome)
             for (owner, token), items in groups.items():
                 if owner != self.owner:
-                    applied = [False] * len(items)
+                    applied = [0] * len(items)
                 else:
                     settlements = [o.settlement for o in items]
                     try:
@@ -632,7 +634,7 @@ class Worker:
                         # come back through the reaper when the old lease expires
                         log.exception("settle failed repeatedly", extra={"jobs": len(items)})
                         await self._lost_ownership(owner)
-                        applied = [False] * len(items)
+                        applied = [0] * len(items)
                 for outcome, ok in zip(items, applied, strict=True):
                     self._running.pop(outcome.seq, None)
                     if not ok:

@@ -1,15 +1,19 @@
 -- Settle a batch of an owner's jobs, fenced: nothing happens unless the owner's lease still holds
--- its token and the id is still in its active list (a reaper may have given it back).
+-- its token, the job's take counter still equals the one the owner got when it took the job, and
+-- the id is still in its active list (a reaper may have given it back). Idempotent: sending the
+-- same settlement again (its reply was lost) answers 2 and changes nothing.
 -- KEYS: 1 active:<owner>, 2 lease:<owner>, 3 delayed, 4 dead, 5 completed, 6 failed,
 --       7 wait:high, 8 wait:normal, 9 wait:low, 10 wake
--- ARGV: 1 job key prefix, 2 token, 3 nowMs, then 4 fields per item: id, action, a, b
+-- ARGV: 1 job key prefix, 2 token, 3 nowMs, then 5 fields per item: id, take number (0 for an
+--       element without a record), action, a, b
 --   complete: a = result JSON
 --   retry:    a = delay in ms, b = error JSON {"reason": ..., "error": ...}
 --   dead:     a = dead-letter entry JSON, b = error JSON
 --   requeue:  give back to the front of its wait list; the attempt is not counted
--- Returns one integer per item: 1 settled, 0 fenced (ownership lost: nothing changed).
+-- Returns one integer per item: 1 settled, 2 settled before (a resend), 0 fenced (ownership
+-- lost: nothing changed).
 local out = {}
-local count = (#ARGV - 3) / 4
+local count = (#ARGV - 3) / 5
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
   for i = 1, count do out[i] = 0 end
   return out
@@ -43,14 +47,34 @@ local function retain(index, key, id, age, keep)
 end
 
 for i = 1, count do
-  local base = 3 + (i - 1) * 4
-  local id, action, a, b = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
-  if redis.call('LREM', KEYS[1], -1, id) == 0 then
+  local base = 3 + (i - 1) * 5
+  local id, take = ARGV[base + 1], tonumber(ARGV[base + 2])
+  local action, a, b = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+  local state = 'apply'
+  if take > 0 then
+    local f = redis.call('HMGET', prefix .. id, 'takes', 'settled')
+    if not f[1] then
+      state = 'done'  -- the record is gone: it was settled and removed by retention
+    elseif take <= (tonumber(f[2]) or 0) then
+      state = 'done'
+    elseif tonumber(f[1]) ~= take then
+      state = 'fenced'
+    end
+  end
+  if state == 'apply' and redis.call('LREM', KEYS[1], -1, id) == 0 then
+    state = 'fenced'
+  end
+  if state == 'done' then
+    out[i] = 2
+  elseif state == 'fenced' then
     out[i] = 0
   else
     out[i] = 1
     local key = prefix .. id
     local known = redis.call('EXISTS', key) == 1
+    if known then
+      redis.call('HSET', key, 'settled', take)
+    end
     if action == 'complete' then
       if known then
         redis.call('HSET', key, 'state', 'completed', 'result', a, 'finishedAt', now,

@@ -5,8 +5,8 @@
 --       7 delayed
 -- ARGV: 1 job key prefix, 2 owner, 3 token, 4 n, 5 nowMs, 6 leaseMs
 -- Returns {status, nextDueMs, job fields...}; status 'lost' when the lease is not ours.
--- Per job 9 fields: id, kind (job|raw), payload, attempts, maxAttempts, backoffMs,
--- backoffMaxMs, enqueuedAt, priority.
+-- Per job 10 fields: id, kind (job|raw), payload, attempts, maxAttempts, backoffMs,
+-- backoffMaxMs, enqueuedAt, priority, take number (the fencing token of this take; never reused).
 if redis.call('GET', KEYS[6]) ~= ARGV[3] then
   return {'lost', -1}
 end
@@ -40,6 +40,7 @@ while taken < n do
   local key = prefix .. id
   if redis.call('EXISTS', key) == 1 then
     local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    local takes = redis.call('HINCRBY', key, 'takes', 1)
     redis.call('HSET', key, 'state', 'active', 'owner', ARGV[2], 'startedAt', now,
       'updatedAt', now)
     local f = redis.call('HMGET', key, 'payload', 'maxAttempts', 'backoffMs', 'backoffMaxMs',
@@ -53,11 +54,13 @@ while taken < n do
     out[#out + 1] = f[4] or '0'
     out[#out + 1] = f[5] or '0'
     out[#out + 1] = f[6] or 'normal'
+    out[#out + 1] = takes
   else
     -- an element pushed by hand, with no job record: the worker dead-letters it
     out[#out + 1] = id
     out[#out + 1] = 'raw'
     for _ = 1, 7 do out[#out + 1] = '' end
+    out[#out + 1] = 0
   end
 end
 if empty then
