@@ -32,8 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__
@@ -51,7 +59,18 @@ T = TypeVar("T")
 _json = msgspec.json.Encoder()
 POLL_SECONDS = 1.0
 """Longest blocking wait, so the fetch loop proves it is alive at least this often."""
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ReadOnlyError,  # a replica during a failover
+    BusyLoadingError,  # a restarted server still loading its data
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+)
+"""Failures that pass: retried for as long as they last."""
 FAILURES = (RedisError, OSError)
 """Any Redis failure. Loops back off and retry on all of them (a READONLY replica after a
 failover, a server still loading, a lost connection) so the worker never crashes on Redis."""
@@ -160,7 +179,8 @@ class Worker:
         self._id.owner = self._owner_name(self._id.generation)
         self._id.token = secrets.token_hex(8)
         await self._retry(
-            functools.partial(self.queue.register, self.owner, self._id.token, self.lease_ms)
+            functools.partial(self.queue.register, self.owner, self._id.token, self.lease_ms),
+            forever=True,
         )
 
     # ---- WorkerStatus (read by the health app) -----------------------------------------------
@@ -346,15 +366,16 @@ class Worker:
             async with asyncio.timeout(delay):
                 await self._immediate_event.wait()
 
-    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call`` until it succeeds. Connection problems are retried for as long as they
-        last (capped backoff); any other Redis error a few times, then raised."""
+    async def _retry(self, call: Callable[[], Awaitable[T]], *, forever: bool = False) -> T:
+        """Run ``call`` until it succeeds. Passing failures (connection, failover, loading) are
+        retried for as long as they last, with capped backoff; any other Redis error a few
+        times, then raised (unless ``forever``)."""
         attempt = 0
         while True:
             try:
                 result = await call()
             except FAILURES as exc:
-                if not isinstance(exc, TRANSIENT) and attempt >= 4:
+                if not forever and not isinstance(exc, TRANSIENT) and attempt >= 4:
                     raise
                 await self._redis_down(exc, attempt)
                 attempt += 1
@@ -625,10 +646,18 @@ class Worker:
                     applied = [0] * len(items)
                 else:
                     settlements = [o.settlement for o in items]
+
+                    async def settle(
+                        owner: str = owner,
+                        token: str = token,
+                        batch: list[Settlement] = settlements,
+                    ) -> list[int]:
+                        if owner != self.owner:  # replaced while retrying: fenced anyway
+                            return [0] * len(batch)
+                        return await self.queue.settle(owner, token, batch)
+
                     try:
-                        applied = await self._retry(
-                            functools.partial(self.queue.settle, owner, token, settlements)
-                        )
+                        applied = await self._retry(settle)
                     except FAILURES:
                         # Redis keeps refusing this batch: give up the identity; the jobs
                         # come back through the reaper when the old lease expires
