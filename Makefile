@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/preview-worker demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench ci
+	$(BIN)/ruff format --check app tests bench ci
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
