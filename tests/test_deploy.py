@@ -609,3 +609,21 @@ def test_add_commands_wires_into_a_parent_cli() -> None:
     assert args.func is deploy.cmd_set_image
     args = parser.parse_args(["deploy", "verify", "--release", "r", "-n", "ns"])
     assert args.func is deploy.cmd_verify
+
+
+@pytest.mark.parametrize("env", ["staging", "canary", "production"])
+def test_set_image_on_the_real_values_files(env: str, tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parent.parent / "values" / f"{env}.yaml"
+    values = tmp_path / source.name
+    values.write_bytes(source.read_bytes())
+    assert deploy.main(["set-image", str(values), f"ghcr.io/acme/pw:9.9.9@{DIGEST}"]) == 0
+    before, after = source.read_text(), values.read_text()
+    changed = _changed_lines(before, after)
+    assert changed
+    assert all(old.strip().split(":")[0] in {"repository", "tag", "digest"} for old, _ in changed)
+    image = YAML(typ="safe").load(after)["image"]
+    assert (image["repository"], image["tag"], image["digest"]) == (
+        "ghcr.io/acme/pw",
+        "9.9.9",
+        DIGEST,
+    )
