@@ -824,3 +824,77 @@ async def test_a_retried_stale_settlement_does_not_hit_the_next_attempt(
         assert a.exit_counters()["fenced"] == 0
     finally:
         await proxy.close()
+
+
+# ---- 11. clocks --------------------------------------------------------------------------------
+
+
+async def command_calls(client: aioredis.Redis, command: str) -> int:
+    """How many times Redis ran ``command`` (scripts' calls included), from INFO commandstats."""
+    stat = (await client.info("commandstats")).get(f"cmdstat_{command}")
+    return int(stat["calls"]) if isinstance(stat, dict) else 0
+
+
+async def test_skewed_client_clocks_do_not_move_ownership(
+    workers: Workers, queue: Queue, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Ownership lives in Redis TTLs: a live owner whose clock runs an hour behind keeps its
+    job while a reaper whose clock runs an hour ahead looks at it again and again."""
+    gate = tmp_path / "gate"
+    a = workers.start("A", RELIABILITY_CLOCK_SKEW="-3600", **FAST_LEASE)
+    await queue.enqueue(gated("clock", gate))
+    await wait_for(lambda: a.started("clock"), what="A to start the job", diagnose=a.describe)
+    b = workers.start("B", RELIABILITY_CLOCK_SKEW="3600", **FAST_LEASE)
+    await wait_for(lambda: b.logged("worker started"), what="B to start", diagnose=b.describe)
+
+    # every reap reads the owner set once (SMEMBERS): let the reapers look 25 times, which
+    # spans several 1 s leases at their 0.2 s interval
+    looked = await command_calls(redis_client, "smembers")
+
+    async def reaped_often() -> bool:
+        return await command_calls(redis_client, "smembers") >= looked + 25
+
+    await wait_for(reaped_often, what="25 reaper passes", diagnose=workers.describe)
+    status = await status_of(queue, "clock")
+    assert (status.state, status.worker, status.recovered) == ("active", "A", 0)
+    assert not b.started("clock")
+
+    gate.touch()
+
+    async def completed() -> bool:
+        return (await status_of(queue, "clock")).state == "completed"
+
+    await wait_for(completed, what="A to complete the job", diagnose=workers.describe)
+    status = await status_of(queue, "clock")
+    assert (status.recovered, status.attempts) == (0, 1)
+    assert status.result == {"pid": a.pid, "attempt": 1, "worker": "A"}
+
+
+async def test_retry_delay_does_not_depend_on_the_failing_workers_clock(
+    workers: Workers, queue: Queue, tmp_path: Path
+) -> None:
+    """A retry due 'now' must be due now for every worker, even when the worker that failed the
+    attempt has a clock ten minutes ahead (due times computed from client clocks are only as
+    good as the worst clock; Redis' TIME is one clock for all)."""
+    gate = tmp_path / "gate"
+    a = workers.start("A", RELIABILITY_CLOCK_SKEW="600", PREVIEW_SHUTDOWN_GRACE_SECONDS="60")
+    meta = {"failAttempts": 1, "gate": str(gate), "gateAttempt": 1}
+    await queue.enqueue(
+        job("skewed", metadata=meta), options=msgspec.structs.replace(KEEP, backoff_seconds=0)
+    )
+    await wait_for(lambda: a.started("skewed"), what="A to start attempt 1", diagnose=a.describe)
+    a.send(signal.SIGTERM)  # A drains: it finishes attempt 1 (a failure) and fetches nothing
+    await wait_for(lambda: a.logged("draining in-flight jobs"), what="A to drain")
+    gate.touch()
+    assert await a.exited() == 0, a.describe()
+    assert [e["event"] for e in a.events(job_id="skewed")] == ["start", "fail"]
+
+    b = workers.start("B")
+
+    async def completed() -> bool:
+        return (await status_of(queue, "skewed")).state == "completed"
+
+    # a 0 s backoff: B retries at once, not when A's clock says so (ten minutes on)
+    await wait_for(completed, what="B to run the retry", diagnose=workers.describe)
+    status = await status_of(queue, "skewed")
+    assert status.result == {"pid": b.pid, "attempt": 2, "worker": "B"}

@@ -20,7 +20,9 @@ and the environment:
   ``start``, ``hold``, ``finish``, ``fail``, ``cancel`` (job, attempt, pid, worker) and, once
   ``run()`` returned, ``exit`` with this process's metric counters;
 - ``RELIABILITY_HOLD_AFTER=N``: after N finished jobs, every later job blocks forever (a worker
-  that keeps holding jobs until it is killed).
+  that keeps holding jobs until it is killed);
+- ``RELIABILITY_CLOCK_SKEW=SECONDS``: this process's wall clock (``time.time``) runs that far
+  ahead (or behind, if negative) of the real one, like a host with a drifting clock.
 """
 
 from __future__ import annotations
@@ -131,14 +133,28 @@ async def serve(settings: Settings, recorder: Recorder, hold_after: int | None) 
     recorder.write("exit", worker=worker.worker_id, counters=counters(worker))
 
 
+def skew_clock(seconds: float) -> None:
+    """Make every ``time.time()`` in this process (the worker's timestamps, due times and
+    'now' arguments to the Lua scripts) off by ``seconds``; monotonic time is untouched."""
+    real = time.time
+
+    def skewed() -> float:
+        return real() + seconds
+
+    time.time = skewed
+
+
 def main() -> int:
     record = os.environ.get("RELIABILITY_RECORD")
     if not record:
         print("worker_proc: RELIABILITY_RECORD must name the event file", file=sys.stderr)
         return 2
     hold = os.environ.get("RELIABILITY_HOLD_AFTER")
+    skew = os.environ.get("RELIABILITY_CLOCK_SKEW")
     try:
         hold_after = int(hold) if hold else None
+        if skew:
+            skew_clock(float(skew))
         settings = Settings.from_env(
             os.environ, default_handler=os.environ.get("PREVIEW_DEFAULT_HANDLER") or HANDLER
         )
