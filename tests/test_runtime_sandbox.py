@@ -369,12 +369,6 @@ def asset_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[StallingAssetServe
         server.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/worker.py: Worker._drain waits on _drained_event, which is still set from the "
-    "last time the worker was idle, so the grace period ends at once and in-flight jobs are "
-    "given back (fix: clear the event before _check_drained(); reported to the lead)",
-)
 def test_render_in_flight_at_sigterm_finishes_within_the_grace(
     asset_server: StallingAssetServer, worker: SandboxWorker
 ) -> None:
