@@ -116,10 +116,20 @@ def test_chart_job_lints_strictly_and_installs_on_kind() -> None:
     assert any(u.startswith("helm/kind-action@") for u in uses)
     runs = _runs(doc)
     lint = next(r for r in runs.split("\n") if r.startswith("ct lint"))
-    assert "--validate-maintainers=false" in lint
-    assert "--helm-lint-extra-args=--strict" in lint
-    assert "ct install" in runs
-    assert (ROOT / "charts").is_dir()
+    assert "--config ct.yaml" in lint
+    ct = YAML(typ="safe").load((ROOT / "ct.yaml").read_text())
+    assert ct["validate-maintainers"] is False
+    assert ct["helm-lint-extra-args"] == "--strict"
+    install = next(r for r in runs.split("\n") if r.startswith("ct install"))
+    assert '--namespace "$CI_NAMESPACE"' in install
+    assert "--set=image.pullPolicy=Never" in install
+    # The prerequisites are the objects the environments' values expect to exist.
+    production = YAML(typ="safe").load((ROOT / "values/production.yaml").read_text())
+    assert f"secret generic {production['redis']['existingSecret']}" in runs
+    assert f"name: {production['persistence']['existingClaim']}" in runs
+    assert "prometheus-operator-crds" in runs
+    assert "kedacore/keda" in runs
+    assert (ROOT / "charts/preview-worker/ci").is_dir()
     # The helm the job installs is the one the local tests pin.
     helm = next(s for s in _steps(doc) if str(s.get("uses", "")).startswith("azure/setup-helm@"))
     provision = (ROOT / "ci/provision-tools.sh").read_text()
