@@ -328,6 +328,7 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         handle.write(text)
+    shutil.copymode(path, tmp)
     tmp.replace(path)
 
 

@@ -188,6 +188,7 @@ def test_cli_set_image_writes_file_and_reports(
 ) -> None:
     values = tmp_path / "staging.yaml"
     values.write_text(VALUES)
+    values.chmod(0o640)
     assert deploy.main(["set-image", str(values), "ghcr.io/acme/preview-worker:1.3.0"]) == 0
     out = capsys.readouterr().out
     assert "ghcr.io/acme/preview-worker:1.2.2 -> ghcr.io/acme/preview-worker:1.3.0" in out
@@ -198,6 +199,7 @@ def test_cli_set_image_writes_file_and_reports(
         ),
     ]
     assert not list(tmp_path.glob(".*.tmp"))
+    assert values.stat().st_mode & 0o777 == 0o640
     # Idempotent: a second run says so and leaves the file alone.
     assert deploy.main(["set-image", str(values), "ghcr.io/acme/preview-worker:1.3.0"]) == 0
     assert "already" in capsys.readouterr().out
