@@ -10,6 +10,9 @@ arms once and its event is set when it fired; the connection it hit is closed on
 - ``cut_request_containing(marker)``: the next request containing ``marker`` is not forwarded
   (the command fails without running); ``block_requests_containing(marker)`` does so for every
   such request until ``unblock_requests()``.
+
+``pretend_redis_version("6.0")`` rewrites the ``redis_version`` the server reports in INFO
+(same length, so the reply stays well-formed): a Redis 7 that the client takes for a 6.0.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class CuttingProxy:
         self.request_then_reply = Trap()
         self.request = Trap()
         self._block_after = False
+        self._rewrites: list[tuple[bytes, bytes]] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -99,6 +103,14 @@ class CuttingProxy:
 
     def unblock_requests(self) -> None:
         self.request.disarm()
+
+    def pretend_redis_version(self, major_minor: str, *, actual: str) -> None:
+        """Report ``major_minor`` (e.g. "6.0") where the server says ``actual`` ("7.0")."""
+        if len(major_minor) != len(actual):
+            raise ValueError(f"cannot rewrite version {actual} as {major_minor}: lengths differ")
+        self._rewrites.append(
+            (f"redis_version:{actual}.".encode(), f"redis_version:{major_minor}.".encode())
+        )
 
     async def close(self) -> None:
         """Stop listening and drop every connection (the handlers then end on their own)."""
@@ -170,5 +182,7 @@ class CuttingProxy:
                 if link.drop_reply.is_set() or self.reply.hit(window):
                     return
                 tail = self.reply.tail(window)
+                for old, new in self._rewrites:
+                    data = data.replace(old, new)
                 dst.write(data)
                 await dst.drain()

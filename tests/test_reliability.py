@@ -898,3 +898,34 @@ async def test_retry_delay_does_not_depend_on_the_failing_workers_clock(
     await wait_for(completed, what="B to run the retry", diagnose=workers.describe)
     status = await status_of(queue, "skewed")
     assert status.result == {"pid": b.pid, "attempt": 2, "worker": "B"}
+
+
+# ---- 12. Redis before 6.2 ----------------------------------------------------------------------
+
+
+async def test_redis_before_6_2_blocks_with_brpoplpush(
+    workers: Workers, queue: Queue, redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    """Without BLMOVE (Redis < 6.2) the idle worker blocks with BRPOPLPUSH and still wakes for
+    new work. The server here is newer; the proxy makes the worker believe it is a 6.0."""
+    info = await redis_client.info("server")
+    actual = ".".join(str(info["redis_version"]).split(".")[:2])
+    proxy = await CuttingProxy(redis_server.port).start()
+    try:
+        proxy.pretend_redis_version("6.0", actual=actual)
+        a = workers.start("A", REDIS_URL=proxy.url)
+        await wait_for(lambda: a.logged("worker started"), what="A to start", diagnose=a.describe)
+
+        async def blocked_the_old_way() -> bool:
+            return await command_calls(redis_client, "brpoplpush") >= 1
+
+        await wait_for(blocked_the_old_way, what="A to block with BRPOPLPUSH", diagnose=a.describe)
+        await queue.enqueue(job("legacy-1"))
+        await wait_for(
+            lambda: all_completed(queue, ["legacy-1"]), what="the job served", diagnose=a.describe
+        )
+        assert await command_calls(redis_client, "blmove") == 0
+        a.send(signal.SIGTERM)
+        assert await a.exited() == 0
+    finally:
+        await proxy.close()
