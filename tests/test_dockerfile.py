@@ -258,8 +258,7 @@ def test_build_context_holds_what_copy_needs_and_nothing_else() -> None:
         *sources, _dest = ins.args.split()
         for source in sources:
             assert not _dockerignored(source), f"{source} is excluded by .dockerignore"
-            if source != "README.md":  # written by the lead; the wheel build needs it
-                assert (ROOT / source).exists(), source
+            assert (ROOT / source).exists(), source
     for secretish in (".venv/bin/python", ".git/config", ".tools/bin/helm", "data/x", "tests/a.py"):
         assert _dockerignored(secretish), secretish
     assert _dockerignored("app/__pycache__/x.pyc")
