@@ -689,6 +689,10 @@ async def test_redis_read_only_longer_than_the_lease_worker_survives_and_loses_n
     assert max(finishes.values()) <= 2
     a.send(signal.SIGTERM)
     assert await a.exited() == 0, a.describe()
+    # one lease lost, one new identity: an identity that is still being registered is not
+    # itself declared lost (and replaced again) by a loop that looked too early
+    lost = a.logs("lease lost")
+    assert [e["owner"] for e in lost] == ["A"], lost
 
 
 async def test_settle_whose_reply_is_lost_counts_one_completion_and_no_fencing(
