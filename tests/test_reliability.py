@@ -554,6 +554,59 @@ async def test_many_workers_and_reapers_one_killed_every_job_completed_once(
     assert await owners(queue) == set()
 
 
+async def test_workers_killed_again_and_again_lose_nothing(workers: Workers, queue: Queue) -> None:
+    """A worker may die at any instant: five SIGKILLs while jobs flow (each victim replaced),
+    and still every job completes, and no completion is counted twice."""
+    ids = [f"c{i:03d}" for i in range(240)]
+    await queue.enqueue_many(job(job_id, metadata={"sleep": 0.03}) for job_id in ids)
+    live = [workers.start(f"C{n}", **FAST_LEASE) for n in range(3)]
+    killed: list[WorkerProc] = []
+
+    def finished(at_least: int) -> Callable[[], bool]:
+        return lambda: sum(workers.finishes().values()) >= at_least
+
+    for kill in range(5):
+        target = 40 * (kill + 1)
+        await wait_for(finished(target), what=f"{target} jobs done", diagnose=workers.describe)
+        victim = live.pop(0)
+        victim.proc.kill()
+        assert await victim.exited() == -signal.SIGKILL
+        killed.append(victim)
+        live.append(workers.start(f"C{3 + kill}", **FAST_LEASE))
+
+    await wait_for(
+        lambda: all_completed(queue, ids),
+        what="all 240 jobs completed",
+        timeout=60,
+        diagnose=workers.describe,
+    )
+    for w in live:
+        w.send(signal.SIGTERM)
+    for w in live:
+        assert await w.exited() == 0, w.describe()
+
+    finishers: dict[str, set[int]] = {}
+    for w in workers.procs:
+        for job_id in w.ids("finish"):
+            finishers.setdefault(job_id, set()).add(w.pid)
+    completed_by: Counter[int] = Counter()
+    recovered = 0
+    for job_id in ids:
+        status = await status_of(queue, job_id)
+        assert status.result is not None
+        assert status.result["pid"] in finishers[job_id], job_id
+        completed_by[status.result["pid"]] += 1
+        recovered += status.recovered
+    assert recovered >= 1  # the kills did hit jobs in flight
+    # the survivors counted exactly the completions recorded under their pid
+    for w in live:
+        counters = w.exit_counters()
+        assert counters["completed"] == completed_by[w.pid], w.name
+        assert counters["fenced"] == 0, w.name
+    assert sum(completed_by.values()) == len(ids)
+    assert (await queue.stats())["active"] == 0
+
+
 # ---- 8. a reply lost in flight -----------------------------------------------------------------
 
 
