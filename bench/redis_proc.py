@@ -92,12 +92,13 @@ class Probe:
         self.client = redis.Redis.from_url(url)
 
     def commands(self) -> dict[str, int]:
-        """Calls per command (upper case). Commands run inside a script are counted too."""
+        """Calls per command (upper case) that ran without error (an EVALSHA refused with
+        NOSCRIPT is left out). Commands run inside a script are counted too."""
         info = self.client.info("commandstats")
         out: dict[str, int] = {}
         for key, value in info.items():
             name = key.removeprefix("cmdstat_").upper()
-            out[name] = int(value["calls"])
+            out[name] = int(value["calls"]) - int(value.get("failed_calls", 0))
         return out
 
     def cpu_seconds(self) -> float:

@@ -150,12 +150,20 @@ def render(report: Report) -> str:
         lines.append(f"- {r.system}: {per}")
     for name, reason in report.skipped.items():
         lines.append(f"- {name}: SKIPPED ({reason})")
-    problems = [(r.system, p) for r in results for p in r.problems]
-    if problems:
-        lines += ["", "PROBLEMS:"]
-        lines += [f"- {system}: {p}" for system, p in problems]
+    from bench.queue_bench import PEERS
+
+    own = [(r.system, p) for r in results if r.system not in PEERS for p in r.problems]
+    seen = [(r.system, p) for r in results if r.system in PEERS for p in r.problems]
+    lines.append("")
+    if own:
+        lines.append("PROBLEMS (the bench fails):")
+        lines += [f"- {system}: {p}" for system, p in own]
     else:
-        lines += ["", "Checks: every job ran exactly once; no job left waiting or active."]
+        checked = ", ".join(r.system for r in results if r.system not in PEERS)
+        lines.append(f"Checks ({checked}): every job ran exactly once; none left waiting/active.")
+    if seen:
+        lines.append("Observed in the peers (their behaviour, not a bench failure):")
+        lines += [f"- {system}: {p}" for system, p in seen]
     return "\n".join(lines)
 
 
@@ -171,8 +179,8 @@ def _detail(pw: Result) -> list[str]:
         phase = pw.best(c)
         if phase is None:
             continue
-        calls = ", ".join(f"{k} {v:.4f}" for k, v in sorted(phase.calls_per_job.items()))
-        top = ", ".join(f"{k} {v:.3f}" for k, v in list(phase.commands.items())[:12])
+        calls = ", ".join(f"{k} {v:.4f}" for k, v in phase.per_job(phase.calls).items())
+        top = ", ".join(f"{k} {v:.3f}" for k, v in list(phase.per_job(phase.commands).items())[:14])
         out.append(f"- c={c}: Queue calls: {calls}")
         out.append(f"- c={c}: commands: {top}")
     return out

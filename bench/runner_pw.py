@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -30,9 +31,6 @@ from bench.common import (
     ready,
     runner_args,
 )
-
-QUEUE_CALLS = ("take", "settle", "wait_for_work", "renew", "reap", "stats", "release")
-"""Queue methods the worker calls; each is one Redis round trip (one script or command)."""
 
 
 class TimingHandler:
@@ -63,9 +61,12 @@ def settings_for(url: str, queue: str, concurrency: int) -> Settings:
 
 
 def count_calls(queue: Queue, calls: dict[str, int]) -> None:
-    """Wrap the queue's Redis-facing methods so every call is counted by name."""
-    for name in QUEUE_CALLS:
-        method: Callable[..., Awaitable[Any]] = getattr(queue, name)
+    """Wrap every public coroutine method of the queue so each call is counted by name (each
+    is one Redis round trip: one script, command or pipeline)."""
+    for name in dir(queue):
+        method = getattr(queue, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(method):
+            continue
 
         @functools.wraps(method)
         async def counted(
