@@ -86,7 +86,7 @@ async def test_poison_job_dead_letters_after_n_attempts_with_growing_delays(
     delays: list[int] = []
     real_settle = Queue.settle
 
-    async def spy(self: Queue, owner: str, token: str, items: list[Settlement]) -> list[bool]:
+    async def spy(self: Queue, owner: str, token: str, items: list[Settlement]) -> list[int]:
         delays.extend(int(i.a) for i in items if i.action == "retry")
         return await real_settle(self, owner, token, items)
 
