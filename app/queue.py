@@ -94,7 +94,8 @@ class TakenJob:
 class TakeResult:
     lost: bool
     jobs: list[TakenJob]
-    next_due_ms: int | None
+    next_due_in_ms: int | None
+    """Milliseconds until the next delayed job is due (Redis clock); None: nothing delayed."""
 
 
 Action = Literal["complete", "retry", "dead", "requeue"]
@@ -253,7 +254,6 @@ class Queue:
             options.remove_on_complete.count,
             options.remove_on_fail.age,
             options.remove_on_fail.count,
-            now_ms(),
             self.queue_max,
             delay_ms,
             self.max_payload_bytes,
@@ -355,7 +355,7 @@ class Queue:
         k = self.keys
         reply = await self._take(
             keys=[*k.waits, k.active(owner), k.wake, k.lease(owner), k.delayed],
-            args=[k.job_prefix, owner, token, n, now_ms(), lease_ms],
+            args=[k.job_prefix, owner, token, n, lease_ms],
         )
         status = reply[0]
         due = int(float(reply[1]))
@@ -387,7 +387,7 @@ class Queue:
         if not items:
             return []
         k = self.keys
-        args: list[Any] = [k.job_prefix, token, now_ms()]
+        args: list[Any] = [k.job_prefix, token]
         for item in items:
             args.extend((item.element, item.take, item.action, item.a, item.b))
         reply = await self._settle(
@@ -411,17 +411,13 @@ class Queue:
     async def reap(self) -> int:
         """Give back the jobs of every owner whose lease expired; returns how many."""
         k = self.keys
-        moved, _ = await self._reap(
-            keys=[k.workers, *k.waits, k.wake], args=[k.base, now_ms(), "", ""]
-        )
+        moved, _ = await self._reap(keys=[k.workers, *k.waits, k.wake], args=[k.base, "", ""])
         return int(moved)
 
     async def release(self, owner: str, token: str) -> int:
         """Give back everything ``owner`` still holds, at once, and drop its lease."""
         k = self.keys
-        moved, _ = await self._reap(
-            keys=[k.workers, *k.waits, k.wake], args=[k.base, now_ms(), owner, token]
-        )
+        moved, _ = await self._reap(keys=[k.workers, *k.waits, k.wake], args=[k.base, owner, token])
         return int(moved)
 
     async def active_elements(self, owner: str) -> list[bytes]:

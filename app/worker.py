@@ -160,6 +160,7 @@ class Worker:
         self._started = time.monotonic()
         self._legacy_redis = False
         self._needs_resync = False
+        self._identity_lock = asyncio.Lock()
         self._redis_ok = False
         self._fetch_task: asyncio.Task[None] | None = None
         self._depths: dict[str, int] = {}
@@ -174,14 +175,15 @@ class Worker:
         return self._id.owner
 
     async def _new_identity(self) -> None:
-        self._id.history.append(self._id.owner)
-        self._id.generation += 1
-        self._id.owner = self._owner_name(self._id.generation)
-        self._id.token = secrets.token_hex(8)
+        """Register a fresh owner id and token, then switch to it (never the other way round:
+        a loop that sees the new owner must find its lease in Redis)."""
+        generation = self._id.generation + 1
+        owner, token = self._owner_name(generation), secrets.token_hex(8)
         await self._retry(
-            functools.partial(self.queue.register, self.owner, self._id.token, self.lease_ms),
-            forever=True,
+            functools.partial(self.queue.register, owner, token, self.lease_ms), forever=True
         )
+        self._id.history.append(self._id.owner)
+        self._id.generation, self._id.owner, self._id.token = generation, owner, token
 
     # ---- WorkerStatus (read by the health app) -----------------------------------------------
 
@@ -433,12 +435,12 @@ class Worker:
                 self._start(job, owner, token)
             if result.jobs:
                 continue
-            if burst and idle_before and not self._running and result.next_due_ms is None:
+            if burst and idle_before and not self._running and result.next_due_in_ms is None:
                 log.info("burst mode: queue empty, stopping")
                 return
             block = POLL_SECONDS
-            if result.next_due_ms is not None:
-                block = min(block, max(0.005, (result.next_due_ms - time.time() * 1000) / 1000))
+            if result.next_due_in_ms is not None:
+                block = min(block, max(0.005, result.next_due_in_ms / 1000))
             if burst and self._running:
                 # burst: wake when a slot frees too, to notice the queue draining
                 self._slot_event.clear()
@@ -472,14 +474,17 @@ class Worker:
         log.info("gave back jobs taken while redis was failing", extra={"jobs": len(items)})
 
     async def _lost_ownership(self, owner: str) -> None:
-        if owner != self.owner:
-            return
-        abandoned = [r for r in self._running.values() if r.owner == owner]
-        log.error(
-            "lease lost: abandoning held jobs (a reaper gives them back)",
-            extra={"owner": owner, "jobs": len(abandoned)},
-        )
-        await self._new_identity()
+        """Several loops may notice the same lost lease: the first replaces the identity, the
+        others find it already replaced."""
+        async with self._identity_lock:
+            if owner != self.owner:
+                return
+            abandoned = [r for r in self._running.values() if r.owner == owner]
+            log.error(
+                "lease lost: abandoning held jobs (a reaper gives them back)",
+                extra={"owner": owner, "jobs": len(abandoned)},
+            )
+            await self._new_identity()
         for running in abandoned:
             if running.task is not None:
                 running.task.cancel()

@@ -172,7 +172,7 @@ async def test_retry_goes_through_the_delayed_set(queue: Queue) -> None:
     status = await queue.status("a")
     assert status is not None and (status.state, status.lastError) == ("delayed", "boom")
     result = await queue.take("w", "t", 1, LEASE_MS)
-    assert result.jobs == [] and result.next_due_ms is not None
+    assert result.jobs == [] and result.next_due_in_ms is not None
 
 
 async def test_delayed_job_is_promoted_when_due(queue: Queue) -> None:

@@ -2,11 +2,12 @@
 -- KEYS: 1 job hash, 2 wait list of its priority, 3 wait:high, 4 wait:normal, 5 wait:low,
 --       6 delayed, 7 wake, 8 dead
 -- ARGV: 1 id, 2 payload, 3 priority, 4 maxAttempts, 5 backoffMs, 6 backoffMaxMs,
---       7 rocAge, 8 rocCount, 9 rofAge, 10 rofCount, 11 nowMs, 12 queueMax, 13 delayMs,
---       14 maxBytes, 15 dead-letter entry to remove ('' for a plain enqueue)
+--       7 rocAge, 8 rocCount, 9 rofAge, 10 rofCount, 11 queueMax, 12 delayMs, 13 maxBytes,
+--       14 dead-letter entry to remove ('' for a plain enqueue)
+-- Times come from Redis (TIME), never from the caller's clock.
 -- Returns {status, detail}: created|exists|full|too_large|gone
 local job = KEYS[1]
-local entry = ARGV[15]
+local entry = ARGV[14]
 if redis.call('EXISTS', job) == 1 then
   local state = redis.call('HGET', job, 'state')
   if entry == '' or (state ~= 'dead' and state ~= 'failed') then
@@ -14,11 +15,11 @@ if redis.call('EXISTS', job) == 1 then
   end
 end
 local size = string.len(ARGV[2])
-local maxBytes = tonumber(ARGV[14])
+local maxBytes = tonumber(ARGV[13])
 if maxBytes > 0 and size > maxBytes then
   return {'too_large', tostring(size)}
 end
-local queueMax = tonumber(ARGV[12])
+local queueMax = tonumber(ARGV[11])
 if queueMax > 0 then
   local depth = redis.call('LLEN', KEYS[3]) + redis.call('LLEN', KEYS[4])
     + redis.call('LLEN', KEYS[5]) + redis.call('ZCARD', KEYS[6])
@@ -32,8 +33,9 @@ if entry ~= '' then
   end
   redis.call('DEL', job)
 end
-local now = tonumber(ARGV[11])
-local delay = tonumber(ARGV[13])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local delay = tonumber(ARGV[12])
 local state = 'waiting'
 if delay > 0 then state = 'delayed' end
 redis.call('HSET', job, 'id', ARGV[1], 'payload', ARGV[2], 'state', state,

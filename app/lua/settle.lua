@@ -4,7 +4,7 @@
 -- same settlement again (its reply was lost) answers 2 and changes nothing.
 -- KEYS: 1 active:<owner>, 2 lease:<owner>, 3 delayed, 4 dead, 5 completed, 6 failed,
 --       7 wait:high, 8 wait:normal, 9 wait:low, 10 wake
--- ARGV: 1 job key prefix, 2 token, 3 nowMs, then 5 fields per item: id, take number (0 for an
+-- ARGV: 1 job key prefix, 2 token, then 5 fields per item: id, take number (0 for an
 --       element without a record), action, a, b
 --   complete: a = result JSON
 --   retry:    a = delay in ms, b = error JSON {"reason": ..., "error": ...}
@@ -13,13 +13,14 @@
 -- Returns one integer per item: 1 settled, 2 settled before (a resend), 0 fenced (ownership
 -- lost: nothing changed).
 local out = {}
-local count = (#ARGV - 3) / 5
+local count = (#ARGV - 2) / 5
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
   for i = 1, count do out[i] = 0 end
   return out
 end
 local prefix = ARGV[1]
-local now = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local waits = {high = KEYS[7], normal = KEYS[8], low = KEYS[9]}
 
 local function retain(index, key, id, age, keep)
@@ -47,7 +48,7 @@ local function retain(index, key, id, age, keep)
 end
 
 for i = 1, count do
-  local base = 3 + (i - 1) * 5
+  local base = 2 + (i - 1) * 5
   local id, take = ARGV[base + 1], tonumber(ARGV[base + 2])
   local action, a, b = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   local state = 'apply'

@@ -3,16 +3,18 @@
 -- so a job is never held without an owner. Due delayed jobs are promoted first.
 -- KEYS: 1 wait:high, 2 wait:normal, 3 wait:low, 4 active:<owner>, 5 wake, 6 lease:<owner>,
 --       7 delayed
--- ARGV: 1 job key prefix, 2 owner, 3 token, 4 n, 5 nowMs, 6 leaseMs
--- Returns {status, nextDueMs, job fields...}; status 'lost' when the lease is not ours.
+-- ARGV: 1 job key prefix, 2 owner, 3 token, 4 n, 5 leaseMs
+-- Returns {status, ms until the next delayed job is due (-1: none), job fields...}; times come
+-- from Redis (TIME), never from a client's clock.; status 'lost' when the lease is not ours.
 -- Per job 10 fields: id, kind (job|raw), payload, attempts, maxAttempts, backoffMs,
 -- backoffMaxMs, enqueuedAt, priority, take number (the fencing token of this take; never reused).
 if redis.call('GET', KEYS[6]) ~= ARGV[3] then
   return {'lost', -1}
 end
-redis.call('PEXPIRE', KEYS[6], ARGV[6])
+redis.call('PEXPIRE', KEYS[6], ARGV[5])
 local prefix = ARGV[1]
-local now = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local waits = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
 local due = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -68,6 +70,6 @@ if empty then
 end
 local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
 if first[2] then
-  out[2] = first[2]
+  out[2] = math.max(0, tonumber(first[2]) - now)
 end
 return out
