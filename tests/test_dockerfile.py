@@ -18,7 +18,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from ruamel.yaml import YAML
 
 from app.settings import ENV_VARS
@@ -265,11 +264,6 @@ def test_build_context_holds_what_copy_needs_and_nothing_else() -> None:
     assert not _dockerignored("app/lua/x.lua")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chart sets `command:` which replaces the image ENTRYPOINT (tini); it should set "
-    "`args: [run]` instead (reported to the lead)",
-)
 def test_chart_keeps_the_image_entrypoint() -> None:
     template = (ROOT / "charts/preview-worker/templates/deployment.yaml").read_text()
     assert not re.search(r"^\s*command:", template, re.MULTILINE)

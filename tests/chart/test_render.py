@@ -230,7 +230,8 @@ def test_probes_hit_the_workers_real_paths_and_port(renders: Renders, env: str) 
     readiness = container["readinessProbe"]["httpGet"]
     assert (liveness["path"], liveness["port"]) == ("/healthz", "http")
     assert (readiness["path"], readiness["port"]) == ("/readyz", "http")
-    assert container["command"] == ["preview-worker", "run"]
+    assert "command" not in container  # keep the image ENTRYPOINT: tini as PID 1
+    assert container["args"] == ["run"]
 
 
 @pytest.mark.parametrize("env", ENV_NAMES)
