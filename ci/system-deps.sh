@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, when they are missing.
 # redis-server: the tests' own Redis; prometheus: promtool and a real scrape test;
-# bubblewrap: the unprivileged runtime test; systemd: systemd-analyze verify.
+# bubblewrap, util-linux (setpriv), python3-venv: the unprivileged runtime test;
+# systemd: systemd-analyze verify; redis-tools: the documented redis-cli producer.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -9,6 +10,10 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v setpriv >/dev/null || need+=(util-linux)
+# the unprivileged runtime test installs the wheel into a venv of the system Python
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
