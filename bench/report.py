@@ -141,6 +141,15 @@ def render(report: Report) -> str:
         lines += ["", *_detail(pw)]
         if saq is not None:
             lines += ["", *_targets(pw, saq)]
+    lines += ["", "Latency, enqueue call to handler start (ms):"]
+    for r in results:
+        if r.latency_ms:
+            qs = ", ".join(f"p{q:g} {r.p(q):.3f}" for q in (50, 90, 99, 99.9))
+            lines.append(
+                f"- {r.system}: {qs}, max {max(r.latency_ms):.3f} "
+                f"({len(r.latency_ms)} jobs at {r.producer_rate:.0f}/s, "
+                f"concurrency {r.latency_concurrency})"
+            )
     lines += ["", "All rounds (jobs/s):"]
     for r in results:
         per = "; ".join(
