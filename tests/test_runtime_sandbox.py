@@ -90,9 +90,9 @@ def sandbox_root() -> Iterator[Path]:
     require_tool(shutil.which("bwrap") is not None, "bwrap (Debian package bubblewrap)")
     if os.geteuid() == 0:
         require_tool(shutil.which("setpriv") is not None, "setpriv (util-linux)")
-    assert not ROOT.is_relative_to("/tmp"), "the sandbox mounts a fresh /tmp: clone outside /tmp"
-    (TOOLS / "sandbox").mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="run-", dir=TOOLS / "sandbox"))
+    # Not under the checkout (which may sit in /tmp, hidden by the sandbox's fresh /tmp, or
+    # under a home folder UID 10001 cannot traverse) but in /var/tmp, traversable by anyone.
+    path = Path(tempfile.mkdtemp(prefix="preview-worker-sandbox-", dir="/var/tmp"))
     path.chmod(0o755)
     try:
         yield path
