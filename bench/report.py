@@ -167,8 +167,7 @@ def render(report: Report) -> str:
     if own:
         lines.append("PROBLEMS (the bench fails):")
         lines += [f"- {system}: {p}" for system, p in own]
-    else:
-        checked = ", ".join(r.system for r in results if r.system not in PEERS)
+    elif checked := ", ".join(r.system for r in results if r.system not in PEERS):
         lines.append(f"Checks ({checked}): every job ran exactly once; none left waiting/active.")
     if seen:
         lines.append("Observed in the peers (their behaviour, not a bench failure):")
