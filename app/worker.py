@@ -50,7 +50,15 @@ from .errors import JobError, PayloadError
 from .handlers import Handler, JobContext, handler_name, load_handlers
 from .metrics import Metrics
 from .payload import PreviewJob, decode_job
-from .queue import JobOptions, Queue, Retention, Settlement, TakenJob, backoff_delay
+from .queue import (
+    JobOptions,
+    Queue,
+    Retention,
+    Settlement,
+    TakenJob,
+    TakeResult,
+    backoff_delay,
+)
 from .queue import dead_letter_entry as make_dead_entry
 from .settings import Settings
 
@@ -166,6 +174,9 @@ class Worker:
         self._legacy_redis = False
         self._needs_resync = False
         self._identity_lock = asyncio.Lock()
+        self._take_lock = asyncio.Lock()
+        """Serialises takes and the resync, which must not see a take's jobs half-started."""
+        self._fetch_parked = False
         self._redis_ok = False
         self._fetch_task: asyncio.Task[None] | None = None
         self._depths: dict[str, int] = {}
@@ -406,16 +417,20 @@ class Worker:
         while not self._stop_event.is_set():
             free = self.concurrency - len(self._running)
             if free <= 0:
-                # saturated: nothing to fetch; prove the loop is alive while slots are busy
+                # saturated: the settle loop takes the next jobs with its settlements; prove
+                # the loop is alive while slots are busy
                 self._slot_event.clear()
+                self._fetch_parked = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._slot_event.wait()
+                self._fetch_parked = False
                 self._mark_polled()
                 continue
             if self._needs_resync:
                 try:
-                    await self._resync()
+                    async with self._take_lock:
+                        await self._resync()
                 except FAILURES as exc:
                     await self._redis_down(exc, attempt)
                     attempt += 1
@@ -425,7 +440,8 @@ class Worker:
             # burst mode may stop only after a take that no settlement could race with
             idle_before = not self._running and not self._outcomes
             try:
-                result = await self.queue.take(owner, token, free, self.lease_ms)
+                async with self._take_lock:
+                    result = await self.queue.take(owner, token, free, self.lease_ms)
             except FAILURES as exc:
                 await self._redis_down(exc, attempt)
                 attempt += 1
@@ -647,6 +663,8 @@ class Worker:
     # ---- settle --------------------------------------------------------------------------------
 
     async def _settle_loop(self) -> None:
+        """Settle finished jobs in batches. While the fetch loop is parked because every slot is
+        busy, the same script call also takes the next jobs: one round trip per job."""
         while True:
             await self._outcome_event.wait()
             self._outcome_event.clear()
@@ -655,28 +673,7 @@ class Worker:
             for outcome in batch:
                 groups.setdefault((outcome.owner, outcome.token), []).append(outcome)
             for (owner, token), items in groups.items():
-                if owner != self.owner:
-                    applied = [0] * len(items)
-                else:
-                    settlements = [o.settlement for o in items]
-
-                    async def settle(
-                        owner: str = owner,
-                        token: str = token,
-                        batch: list[Settlement] = settlements,
-                    ) -> list[int]:
-                        if owner != self.owner:  # replaced while retrying: fenced anyway
-                            return [0] * len(batch)
-                        return await self.queue.settle(owner, token, batch)
-
-                    try:
-                        applied = await self._retry(settle)
-                    except FAILURES:
-                        # Redis keeps refusing this batch: give up the identity; the jobs
-                        # come back through the reaper when the old lease expires
-                        log.exception("settle failed repeatedly", extra={"jobs": len(items)})
-                        await self._lost_ownership(owner)
-                        applied = [0] * len(items)
+                applied, taken = await self._settle_group(owner, token, items)
                 for outcome, ok in zip(items, applied, strict=True):
                     self._running.pop(outcome.seq, None)
                     if not ok:
@@ -691,9 +688,56 @@ class Worker:
                             self.metrics.job(name)
                     if outcome.duration is not None:
                         self.metrics.observe_duration(outcome.duration)
+                if taken is not None:
+                    await self._taken_while_settling(owner, token, taken)
             self.metrics.set_in_flight(len(self._running))
             self._slot_event.set()
             self._check_drained()
+
+    async def _settle_group(
+        self, owner: str, token: str, items: list[_Outcome]
+    ) -> tuple[list[int], TakeResult | None]:
+        if owner != self.owner:
+            return [0] * len(items), None
+        settlements = [o.settlement for o in items]
+        want = 0
+        if self._fetch_parked and not self._stop_event.is_set():
+            want = max(0, self.concurrency - len(self._running) + len(items))
+
+        async def call() -> tuple[list[int], TakeResult | None]:
+            if owner != self.owner:  # replaced while retrying: fenced anyway
+                return [0] * len(settlements), None
+            if not want:
+                return await self.queue.settle(owner, token, settlements), None
+            async with self._take_lock:
+                try:
+                    return await self.queue.settle_and_take(
+                        owner, token, settlements, want, self.lease_ms
+                    )
+                except BaseException:
+                    self._needs_resync = True  # a lost reply may have moved jobs to us
+                    raise
+
+        try:
+            return await self._retry(call)
+        except FAILURES:
+            # Redis keeps refusing this batch: give up the identity; the jobs come back
+            # through the reaper when the old lease expires
+            log.exception("settle failed repeatedly", extra={"jobs": len(items)})
+            await self._lost_ownership(owner)
+            return [0] * len(items), None
+
+    async def _taken_while_settling(self, owner: str, token: str, taken: TakeResult) -> None:
+        self._mark_polled()
+        if taken.lost:
+            await self._lost_ownership(owner)
+        elif self._stop_event.is_set() and taken.jobs:  # shutdown began: start nothing new
+            back = [Settlement(j.element, "requeue", take=j.take) for j in taken.jobs]
+            with contextlib.suppress(*FAILURES):
+                await self.queue.settle(owner, token, back)
+        else:
+            for job in taken.jobs:
+                self._start(job, owner, token)
 
     # ---- background maintenance ----------------------------------------------------------------
 

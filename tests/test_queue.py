@@ -257,3 +257,24 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
         assert 500 <= delays[0] <= 1000
     spread = {backoff_delay(3, 1000, 30_000, rng) for _ in range(50)}
     assert len(spread) > 10
+
+
+async def test_settle_and_take_in_one_round_trip(queue: Queue) -> None:
+    for job_id in ("a", "b", "c"):
+        await queue.enqueue(job(job_id))
+    await queue.register("w", "t", LEASE_MS)
+    [first] = (await queue.take("w", "t", 1, LEASE_MS)).jobs
+    done = Settlement(first.element, "complete", b'{"n":1}', take=first.take)
+    applied, taken = await queue.settle_and_take("w", "t", [done], 2, LEASE_MS)
+    assert applied == [1]
+    assert [j.id for j in taken.jobs] == ["b", "c"]
+    status = await queue.status("a")
+    assert status is not None
+    assert (status.state, status.result) == ("completed", {"n": 1})
+    # a resend of the same settlement is recognised; nothing left to take
+    applied, taken = await queue.settle_and_take("w", "t", [done], 1, LEASE_MS)
+    assert (applied, taken.jobs, taken.lost) == ([2], [], False)
+    # with a wrong token nothing is settled and nothing is taken
+    wrong = Settlement(first.element, "complete", b"{}", take=first.take)
+    applied, taken = await queue.settle_and_take("w", "nope", [wrong], 1, LEASE_MS)
+    assert (applied, taken.lost) == ([0], True)
