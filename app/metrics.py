@@ -87,30 +87,34 @@ class Metrics:
         )
         self.info.labels(queue, track, __version__).set(1)
         self._l = (queue, track)
-        for outcome in OUTCOMES:
-            self.jobs.labels(*self._l, outcome)
+        # labelled children resolved once: the per-job path does no label lookups
+        self._jobs = {outcome: self.jobs.labels(*self._l, outcome) for outcome in OUTCOMES}
+        self._dryrun = self.dryrun.labels(*self._l)
+        self._duration = self.duration.labels(*self._l)
+        self._in_flight = self.in_flight.labels(*self._l)
+        self._last_poll = self.last_poll.labels(*self._l)
         # Depth series appear only after the first refresh from Redis: a pre-set 0 would jump
         # to the real value at start and look like dead-letter growth to the alert rules.
         self.depths: dict[str, int] = {}
         """Last depths read from Redis (empty before the first refresh)."""
         self.depths_refreshed_at: float | None = None
         """Unix time of the last depth refresh; None before the first."""
-        for metric in (self.dryrun, self.recovered, self.redis_errors, self.fenced):
+        for metric in (self.recovered, self.redis_errors, self.fenced):
             metric.labels(*self._l)
-        self.in_flight.labels(*self._l)
-        self.duration.labels(*self._l)
-        self.last_poll.labels(*self._l)
 
     def job(self, outcome: str, n: int = 1) -> None:
-        self.jobs.labels(*self._l, outcome).inc(n)
+        child = self._jobs.get(outcome)
+        if child is None:
+            child = self._jobs[outcome] = self.jobs.labels(*self._l, outcome)
+        child.inc(n)
         if outcome == "dryrun":
-            self.dryrun.labels(*self._l).inc(n)
+            self._dryrun.inc(n)
 
     def observe_duration(self, seconds: float) -> None:
-        self.duration.labels(*self._l).observe(seconds)
+        self._duration.observe(seconds)
 
     def set_in_flight(self, n: int) -> None:
-        self.in_flight.labels(*self._l).set(n)
+        self._in_flight.set(n)
 
     def set_depths(self, depths: dict[str, int]) -> None:
         for state, value in depths.items():
@@ -128,4 +132,4 @@ class Metrics:
         self.fenced.labels(*self._l).inc(n)
 
     def polled(self, unix_time: float) -> None:
-        self.last_poll.labels(*self._l).set(unix_time)
+        self._last_poll.set(unix_time)
