@@ -15,7 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .embedded_redis import EmbeddedRedis, _free_port
+from .embedded_redis import EmbeddedRedis, free_port
 from .errors import PreviewWorkerError
 from .logs import configure
 from .queue import JobStatus, Queue
@@ -71,7 +71,7 @@ async def _demo(data_dir: Path, redis_url: str) -> int:
     output = data_dir / "data"
     write_sample_assets(assets)
     _say(f"sample assets written to {assets}/")
-    health_port = _free_port()
+    health_port = free_port()
     settings = Settings.from_env(
         {},
         redis_url=redis_url,

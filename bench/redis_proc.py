@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from app.embedded_redis import free_port, start_redis_server
 
 
 class BenchRedis:
@@ -35,36 +28,9 @@ class BenchRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> BenchRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH (run `make setup`)")
-        cmd = [
-            *self.pin,
-            binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", str(self.workdir / "redis.log"),
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: see {self.workdir / 'redis.log'}")
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not answer within 10 s") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
+        options = ["--save", "", "--appendonly", "no"]
+        self.proc = start_redis_server(self.port, self.workdir, options, prefix=self.pin)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

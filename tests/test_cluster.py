@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,43 +11,24 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from app.embedded_redis import free_port, start_redis_server, stop_process
 from app.handlers import NoopHandler
 from app.keys import Keys
 from app.queue import Queue
 from app.settings import Settings
 from app.worker import Worker
 from tests.jobs import job, wait_for
-from tests.redis_server import free_port, redis_server_binary
 
 
 @pytest.fixture
 def cluster_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            str(tmp_path / "nodes.conf"),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    options = ["--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")]
+    proc = start_redis_server(port, tmp_path, [*options, "--save", "", "--appendonly", "no"])
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.kill()
-        proc.wait()
+        stop_process(proc, kill=True)
 
 
 async def start_cluster(url: str) -> RedisCluster:
