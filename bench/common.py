@@ -176,3 +176,27 @@ def ready() -> None:
 def quiet_logging() -> None:
     """No per-job log lines in any system: the bench measures the queue, not the log sink."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+Work = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+Enqueue = Callable[[str, str, Sequence[str], bool], Awaitable[dict[str, Any]]]
+Produce = Callable[[str, str, Sequence[str], float, int], Awaitable[dict[str, Any]]]
+
+
+def runner_main(
+    argv: Sequence[str] | None, *, work: Work, enqueue: Enqueue, produce: Produce
+) -> None:
+    """The entry point every runner shares: parse, run the asked mode, print the JSON result.
+    ``work`` gets the parsed arguments (runners read their own options from them)."""
+    args = runner_args(argv)
+    quiet_logging()
+
+    async def run() -> dict[str, Any]:
+        ids = [f"{args.prefix}{i}" for i in range(args.n)]
+        if args.mode == "work":
+            return await work(args)
+        if args.mode == "enqueue":
+            return await enqueue(args.url, args.queue, ids, args.batched)
+        return await produce(args.url, args.queue, ids, args.rate, args.warmup)
+
+    emit(asyncio.run(run()))

@@ -16,12 +16,10 @@ from typing import Any
 from bench.common import (
     RoundTrips,
     WorkStats,
-    emit,
     job_payload,
     paced,
-    quiet_logging,
     ready,
-    runner_args,
+    runner_main,
 )
 
 STATS = WorkStats(expected=0)
@@ -109,19 +107,12 @@ async def produce(
     return {"jobs": len(ids), "created": created, "seconds": seconds}
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    ids = [f"{args.prefix}{i}" for i in range(args.n)]
-    if args.mode == "work":
-        return await work(args.url, args.queue, args.n, args.concurrency)
-    if args.mode == "enqueue":
-        return await enqueue(args.url, args.queue, ids, args.batched)
-    return await produce(args.url, args.queue, ids, args.rate, args.warmup)
+async def work_mode(args: argparse.Namespace) -> dict[str, Any]:
+    return await work(args.url, args.queue, args.n, args.concurrency)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = runner_args(argv)
-    quiet_logging()
-    emit(asyncio.run(main_async(args)))
+    runner_main(argv, work=work_mode, enqueue=enqueue, produce=produce)
 
 
 if __name__ == "__main__":
