@@ -415,6 +415,17 @@ class Worker:
     async def _fetch_loop(self, burst: bool) -> None:
         attempt = 0
         while not self._stop_event.is_set():
+            # first, even while saturated: a take whose reply was lost may have left jobs held
+            # in our name that nothing runs
+            if self._needs_resync:
+                try:
+                    async with self._take_lock:
+                        await self._resync()
+                except FAILURES as exc:
+                    await self._redis_down(exc, attempt)
+                    attempt += 1
+                    continue
+                self._needs_resync = False
             free = self.concurrency - len(self._running)
             if free <= 0:
                 # saturated: the settle loop takes the next jobs with its settlements; prove
@@ -427,15 +438,6 @@ class Worker:
                 self._fetch_parked = False
                 self._mark_polled()
                 continue
-            if self._needs_resync:
-                try:
-                    async with self._take_lock:
-                        await self._resync()
-                except FAILURES as exc:
-                    await self._redis_down(exc, attempt)
-                    attempt += 1
-                    continue
-                self._needs_resync = False
             owner, token = self.owner, self._id.token
             # burst mode may stop only after a take that no settlement could race with
             idle_before = not self._running and not self._outcomes

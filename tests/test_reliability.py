@@ -650,6 +650,48 @@ async def test_take_whose_reply_is_lost_strands_no_job(
         await proxy.close()
 
 
+async def test_lost_reply_of_a_settle_and_take_while_saturated_strands_no_job(
+    workers: Workers, queue: Queue, redis_server: RedisServer
+) -> None:
+    """A saturated worker takes its next job in the settle call. If that reply is lost, the job
+    sits in the worker's active list under a lease it keeps renewing; it must be given back
+    while jobs keep flowing (the fetch loop stays parked all that time), not only once the
+    queue runs dry."""
+    proxy = await CuttingProxy(redis_server.port).start()
+    try:
+        a = workers.start("A", REDIS_URL=proxy.url, PREVIEW_WORKER_CONCURRENCY="1", **FAST_LEASE)
+        await wait_for(lambda: a.logged("worker started"), what="A to start", diagnose=a.describe)
+        busy = {"sleep": 0.1}  # each job keeps the only slot busy for a while
+        await queue.enqueue(job("flow-0", metadata=busy))
+        await wait_for(lambda: a.started("flow-0"), what="A to start flow-0", diagnose=a.describe)
+        cut = proxy.cut_reply_containing(b"strand-me")
+        await queue.enqueue(job("strand-me"))  # taken with flow-0's settlement
+        produced = 1
+
+        async def flowing_until_done() -> bool:
+            nonlocal produced
+            # keep the worker saturated: the queue never runs dry while we wait
+            stats = await queue.stats()
+            if stats["waiting"] < 3:
+                for _ in range(3):
+                    await queue.enqueue(job(f"flow-{produced}", metadata=busy))
+                    produced += 1
+            return await all_completed(queue, ["strand-me"])
+
+        await wait_for(cut.is_set, what="the settle-and-take reply of strand-me to be cut")
+        await wait_for(
+            flowing_until_done,
+            what="strand-me completed while jobs keep flowing",
+            timeout=20,
+            diagnose=a.describe,
+        )
+        assert workers.finishes()["strand-me"] == 1
+        a.send(signal.SIGTERM)
+        assert await a.exited() == 0
+    finally:
+        await proxy.close()
+
+
 async def test_failed_resync_after_a_lost_take_reply_is_retried(
     workers: Workers, queue: Queue, redis_server: RedisServer
 ) -> None:
