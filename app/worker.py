@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__
 from .connection import connect
-from .errors import JobError, PayloadError
+from .errors import JobError, PayloadError, PreviewWorkerError
 from .handlers import Handler, JobContext, handler_name, load_handlers
 from .metrics import Metrics
 from .payload import PreviewJob, decode_job
@@ -270,7 +270,14 @@ class Worker:
                 health = HealthServer(
                     self, host=self.settings.health_host, port=self.settings.health_port
                 )
-                await health.start()
+                try:
+                    await health.start()
+                except OSError as exc:
+                    where = f"{self.settings.health_host}:{self.settings.health_port}"
+                    raise PreviewWorkerError(
+                        f"cannot serve health and metrics on {where}: {exc.strerror or exc} "
+                        "(set PREVIEW_HEALTH_PORT to a free port, or 0 to disable)"
+                    ) from None
             if not await self._connect():
                 return
             log.info(

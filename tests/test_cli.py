@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,18 @@ def test_validate_reports_a_broken_pretty_printed_file_once(tmp_path: Path) -> N
     assert out.returncode == 2
     assert out.stdout.count(str(path)) == 1
     assert "undecodable" in out.stdout
+
+
+def test_busy_health_port_is_a_clear_error(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli(
+            "run",
+            "--burst",
+            env={**env, "PREVIEW_HEALTH_HOST": "127.0.0.1", "PREVIEW_HEALTH_PORT": str(port)},
+        )
+    assert out.returncode == 1
+    assert f"cannot serve health and metrics on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
