@@ -178,7 +178,7 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
-Work = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+Work = Callable[..., Awaitable[dict[str, Any]]]
 Enqueue = Callable[[str, str, Sequence[str], bool], Awaitable[dict[str, Any]]]
 Produce = Callable[[str, str, Sequence[str], float, int], Awaitable[dict[str, Any]]]
 
@@ -187,14 +187,14 @@ def runner_main(
     argv: Sequence[str] | None, *, work: Work, enqueue: Enqueue, produce: Produce
 ) -> None:
     """The entry point every runner shares: parse, run the asked mode, print the JSON result.
-    ``work`` gets the parsed arguments (runners read their own options from them)."""
+    ``work(url, queue, n, concurrency, **options)`` also gets the ``--option`` pairs."""
     args = runner_args(argv)
     quiet_logging()
 
     async def run() -> dict[str, Any]:
         ids = [f"{args.prefix}{i}" for i in range(args.n)]
         if args.mode == "work":
-            return await work(args)
+            return await work(args.url, args.queue, args.n, args.concurrency, **options(args))
         if args.mode == "enqueue":
             return await enqueue(args.url, args.queue, ids, args.batched)
         return await produce(args.url, args.queue, ids, args.rate, args.warmup)

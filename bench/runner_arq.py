@@ -8,7 +8,6 @@ except ``max_jobs`` (the concurrency).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from bench.common import (
     RoundTrips,
     WorkStats,
     job_payload,
-    options,
     paced,
     ready,
     runner_main,
@@ -47,7 +45,9 @@ def settings(url: str) -> Any:
     return RedisSettings.from_dsn(url)
 
 
-async def work(url: str, queue: str, n: int, concurrency: int, poll_delay: float) -> dict[str, Any]:
+async def work(
+    url: str, queue: str, n: int, concurrency: int, poll_delay: str = "0.5"
+) -> dict[str, Any]:
     from arq.worker import Worker, func  # type: ignore[import-not-found, unused-ignore]
 
     trips = RoundTrips().install()
@@ -57,7 +57,7 @@ async def work(url: str, queue: str, n: int, concurrency: int, poll_delay: float
         queue_name=f"arq:{queue}",
         redis_settings=settings(url),
         max_jobs=concurrency,
-        poll_delay=poll_delay,
+        poll_delay=float(poll_delay),
         handle_signals=False,
         after_job_end=after_job_end,
     )
@@ -120,13 +120,8 @@ async def produce(
     return {"jobs": len(ids), "created": created, "seconds": seconds}
 
 
-async def work_mode(args: argparse.Namespace) -> dict[str, Any]:
-    poll_delay = float(options(args).get("poll_delay", "0.5"))
-    return await work(args.url, args.queue, args.n, args.concurrency, poll_delay)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    runner_main(argv, work=work_mode, enqueue=enqueue, produce=produce)
+    runner_main(argv, work=work, enqueue=enqueue, produce=produce)
 
 
 if __name__ == "__main__":

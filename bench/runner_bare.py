@@ -8,7 +8,6 @@ of two Redis round trips per job in Python.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -110,12 +109,8 @@ async def produce(
     return {"jobs": len(ids), "created": len(ids), "seconds": seconds}
 
 
-async def work_mode(args: argparse.Namespace) -> dict[str, Any]:
-    return await work(args.url, args.queue, args.n, args.concurrency)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    runner_main(argv, work=work_mode, enqueue=enqueue, produce=produce)
+    runner_main(argv, work=work, enqueue=enqueue, produce=produce)
 
 
 if __name__ == "__main__":

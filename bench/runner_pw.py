@@ -7,7 +7,6 @@ Run by ``bench.queue_bench`` in a subprocess of the project venv (pinned to its 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import inspect
@@ -152,12 +151,8 @@ async def produce(
     return {"jobs": len(ids), "created": created, "seconds": seconds}
 
 
-async def work_mode(args: argparse.Namespace) -> dict[str, Any]:
-    return await work(args.url, args.queue, args.n, args.concurrency)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    runner_main(argv, work=work_mode, enqueue=enqueue, produce=produce)
+    runner_main(argv, work=work, enqueue=enqueue, produce=produce)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ start time like preview-worker's handler does. Worker settings are saq's default
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -107,12 +106,8 @@ async def produce(
     return {"jobs": len(ids), "created": created, "seconds": seconds}
 
 
-async def work_mode(args: argparse.Namespace) -> dict[str, Any]:
-    return await work(args.url, args.queue, args.n, args.concurrency)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    runner_main(argv, work=work_mode, enqueue=enqueue, produce=produce)
+    runner_main(argv, work=work, enqueue=enqueue, produce=produce)
 
 
 if __name__ == "__main__":
