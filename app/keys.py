@@ -25,8 +25,9 @@ class Keys:
         return f"{self.base}wait:{priority}"
 
     @property
-    def waits(self) -> tuple[str, str, str]:
-        return (self.wait("high"), self.wait("normal"), self.wait("low"))
+    def waits(self) -> tuple[str, ...]:
+        """The wait lists in the order they are served (``PRIORITIES``)."""
+        return tuple(self.wait(priority) for priority in PRIORITIES)
 
     @property
     def wake(self) -> str:

@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from .errors import PayloadError, PreviewWorkerError, QueueFullError
-from .keys import PRIORITIES, Keys
+from .keys import Keys
 from .payload import PreviewJob, decode_job
 
 _json = msgspec.json.Encoder()
@@ -580,7 +580,3 @@ class Queue:
             if await self.redis.hget(key, "state") == b"dead":
                 await self.redis.hset(key, "state", "failed")
         return removed
-
-
-def priority_rank(priority: str) -> int:
-    return PRIORITIES.index(priority)

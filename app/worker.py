@@ -28,7 +28,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -114,7 +114,6 @@ class _Identity:
     owner: str
     token: str
     generation: int = 0
-    history: list[str] = field(default_factory=list)
 
 
 def default_worker_id() -> str:
@@ -198,7 +197,6 @@ class Worker:
         await self._retry(
             functools.partial(self.queue.register, owner, token, self.lease_ms), forever=True
         )
-        self._id.history.append(self._id.owner)
         self._id.generation, self._id.owner, self._id.token = generation, owner, token
 
     # ---- WorkerStatus (read by the health app) -----------------------------------------------

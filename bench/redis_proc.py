@@ -11,7 +11,7 @@ from types import TracebackType
 
 import redis
 
-from app.embedded_redis import free_port, start_redis_server
+from app.embedded_redis import free_port, start_redis_server, stop_process
 
 
 class BenchRedis:
@@ -33,9 +33,8 @@ class BenchRedis:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
