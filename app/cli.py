@@ -365,7 +365,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.data_dir), keep_redis=False)
+    return run_demo(Path(args.data_dir))
 
 
 # ---- parser -----------------------------------------------------------------------------------

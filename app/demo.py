@@ -48,13 +48,13 @@ def _extra_jobs() -> tuple[dict[str, Any], dict[str, Any]]:
     return dry, invalid
 
 
-def _describe(status: JobStatus, data_dir: Path) -> str:
+def _describe(status: JobStatus) -> str:
     if status.state == "completed":
         result = status.result if isinstance(status.result, dict) else {}
         if result.get("dryRun"):
             return "completed (dry run: validated, not rendered)"
         video = result.get("video", {}).get("path")
-        took = result.get("renderSeconds") or result.get("render_seconds")
+        took = result.get("renderSeconds")
         suffix = f" in {took:.1f}s" if isinstance(took, int | float) else ""
         return f"completed{suffix} → {video}" if video else "completed"
     if status.state == "dead":
@@ -112,7 +112,7 @@ async def _demo(data_dir: Path, redis_url: str) -> int:
                 status = await queue.status(job_id)
                 if status is None:
                     continue
-                line = _describe(status, output)
+                line = _describe(status)
                 if seen.get(job_id) != line:
                     seen[job_id] = line
                     _say(f"  {job_id}: {line}")
@@ -136,7 +136,7 @@ async def _demo(data_dir: Path, redis_url: str) -> int:
     return 0 if ok else 1
 
 
-def run_demo(data_dir: Path, *, keep_redis: bool = False) -> int:
+def run_demo(data_dir: Path) -> int:
     with EmbeddedRedis() as redis:
         _say(f"embedded redis ({redis.binary}) on 127.0.0.1:{redis.port}")
         try:
