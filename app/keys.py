@@ -63,10 +63,8 @@ class Keys:
     def job_prefix(self) -> str:
         return f"{self.base}job:"
 
-    def job(self, job_id: str | bytes) -> str | bytes:
+    def job(self, job_id: str) -> str:
         """HASH: the job's payload, options and status record."""
-        if isinstance(job_id, bytes):
-            return self.job_prefix.encode() + job_id
         return self.job_prefix + job_id
 
     def active(self, owner: str) -> str:

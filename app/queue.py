@@ -251,7 +251,7 @@ class Queue:
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
         keys = [
-            str(k.job(job.job_id)),
+            k.job(job.job_id),
             k.wait(job.priority),
             *k.waits,
             k.delayed,
@@ -576,7 +576,7 @@ class Queue:
     async def _purge_one(self, raw: bytes, job_id: str | None) -> int:
         removed = int(await self.redis.lrem(self.keys.dead, 1, raw))  # type: ignore[arg-type]
         if removed and job_id:
-            key = str(self.keys.job(job_id))
+            key = self.keys.job(job_id)
             if await self.redis.hget(key, "state") == b"dead":
                 await self.redis.hset(key, "state", "failed")
         return removed

@@ -65,7 +65,7 @@ def test_all_keys_of_a_queue_share_one_slot() -> None:
         keys.dead,
         keys.completed,
         keys.failed,
-        str(keys.job("j")),
+        keys.job("j"),
         keys.active("w"),
         keys.lease("w"),
     ]
